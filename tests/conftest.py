@@ -1,0 +1,13 @@
+"""Test tiers (DESIGN §4): unit/ (pure torch), comfy/ (in-process ComfyUI), server/ (real server)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# Unit tests import drag_core as a top-level package: it has no ComfyUI import anywhere.
+# Appended, not prepended: ComfyUI's own top-level `nodes` module must win over the pack's nodes/.
+for extra in (REPO / "tests", REPO / "scripts", REPO):
+    if str(extra) not in sys.path:
+        sys.path.append(str(extra))

@@ -6,6 +6,7 @@ are separate stages; this module only turns an inverted state plus points into a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -24,6 +25,30 @@ log = logging.getLogger(__name__)
 IterationCallback = Callable[[int, torch.Tensor, float], None]
 
 
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+class LossScaler:
+    """Dynamic loss scaling for fp16 (as torch's GradScaler: start 2¹⁶, halve on overflow, double
+    after 2000 clean steps). A step whose scaled gradient overflows is skipped, never applied."""
+
+    def __init__(self, enabled: bool, scale: float = 2.0**16, growth_interval: int = 2000) -> None:
+        self.enabled = enabled
+        self.scale = scale if enabled else 1.0
+        self.growth_interval = growth_interval
+        self._clean = 0
+
+    def update(self, finite: bool) -> None:
+        if not self.enabled:
+            return
+        if finite:
+            self._clean += 1
+            if self._clean == self.growth_interval:
+                self.scale, self._clean = self.scale * 2, 0
+        else:
+            self.scale, self._clean = self.scale / 2, 0
+
+
 @dataclass(frozen=True)
 class DragConfig:
     """Defaults are the reference's (SPEC §1.6)."""
@@ -36,8 +61,12 @@ class DragConfig:
     max_iterations: int = 80  # the reference's n_pix_step
     stop_distance: float = 2.0  # a pair has reached its target when ‖h − t‖ < this (grid cells)
     seed: int = 42
+    # "fp32", or autocast "fp16" (with dynamic loss scaling, the reference's CUDA default) or "bf16".
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not self.feature_blocks:
             raise ValueError("feature_blocks must name at least one decoder block")
         if self.r_m < 0 or self.r_p < 0:
@@ -126,13 +155,16 @@ def optimize_latent(
             mask_latent = mask_latent.clone()
         z_t = state.source.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
         optimizer = torch.optim.Adam([z_t], lr=config.lr)
+        scaler = LossScaler(config.precision == "fp16")
+        autocast = _autocast(device, config.precision)
         handles_init = handles.clone()
         result = DragResult(latent=state.source, handles=handles.clone())
         F0: torch.Tensor | None = None
         z_prev_0: torch.Tensor | None = None
 
         for k in range(config.max_iterations):
-            out = backbone(z_t, t, context, request)
+            with autocast():
+                out = backbone(z_t, t, context, request)
             result.unet_passes += 1
             result.iterations = k + 1
             F = interpolate_features(out.features, grid_hw)
@@ -164,8 +196,10 @@ def optimize_latent(
                     loss = loss + config.lam * ((z_prev - z_prev_0).abs() * (1.0 - mask_latent)).sum()
                 finite = bool(torch.isfinite(loss)) and loss.requires_grad
             if finite:
-                (grad,) = torch.autograd.grad(loss, [z_t])
+                (grad,) = torch.autograd.grad(loss * scaler.scale, [z_t])
+                grad = grad / scaler.scale
                 finite = bool(torch.isfinite(grad).all())
+                scaler.update(finite)
             if finite:
                 z_t.grad = grad
                 optimizer.step()
@@ -175,7 +209,10 @@ def optimize_latent(
                     raise RuntimeError(f"z_t became NaN or infinite at iteration {k}; try a smaller lr")
             else:
                 result.skipped_steps.append(k)
-                log.warning("drag: non-finite features, loss or gradient at iteration %d; step skipped", k)
+                log.warning(
+                    "drag: non-finite features, loss or gradient at iteration %d; step skipped%s", k,
+                    f" (fp16 loss scale now {scaler.scale:g})" if scaler.enabled else "",
+                )
             callback(k + 1, config.max_iterations)
 
     result.latent = z_t.detach().cpu()
@@ -190,6 +227,14 @@ def optimize_latent(
         f", {len(result.skipped_steps)} steps skipped" if result.skipped_steps else "",
     )
     return result
+
+
+def _autocast(device: torch.device, precision: str):
+    """A context factory: mixed precision for the UNet forward, or nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _check_points(

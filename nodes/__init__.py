@@ -1,9 +1,14 @@
 """ComfyUI nodes: thin wrappers that validate inputs, convert ComfyUI types and call drag_core."""
 
+from .drag_nodes import MotionSupervisionOptimize
 from .inversion_nodes import DDIMInvert, ReferenceLatentDenoise
+from .points_nodes import DragPoints
 
+# Node ids are global across every installed pack, hence the prefix. Never rename them.
 _NODES = {
+    "DragKitDragPoints": (DragPoints, "DragPoints"),
     "DragKitDDIMInvert": (DDIMInvert, "DDIMInvert"),
+    "DragKitMotionSupervisionOptimize": (MotionSupervisionOptimize, "MotionSupervisionOptimize"),
     "DragKitReferenceLatentDenoise": (ReferenceLatentDenoise, "ReferenceLatentDenoise"),
 }
 

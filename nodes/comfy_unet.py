@@ -194,14 +194,36 @@ class ComfyBackbone:
         self.alphas_cumprod = 1.0 / (1.0 + self._sigmas**2)
         self._request: UNetRequest | None = None
         self._record = _Record()
+        self._autograd_ready = False
         self.device = self.patcher.load_device
 
     def load(self) -> None:
         """Load the (patched) model onto its device, as ComfyUI's samplers do."""
         import comfy.model_management
 
-        comfy.model_management.load_models_gpu([self.patcher])
+        with torch.inference_mode(False):
+            comfy.model_management.load_models_gpu([self.patcher])
         self.device = self.patcher.load_device
+        self._autograd_ready = False
+
+    def _prepare_for_autograd(self) -> None:
+        """Weights that a loader node created under ComfyUI's inference mode are inference tensors,
+        which autograd cannot save for backward: swap them for ordinary tensors with the same values
+        (in place, once per load; the values, and so every output, are unchanged)."""
+        swapped = 0
+        with torch.inference_mode(False):
+            for module in self.patcher.model.modules():
+                for name, param in module._parameters.items():
+                    if param is not None and param.is_inference():
+                        module._parameters[name] = torch.nn.Parameter(param.clone(), requires_grad=param.requires_grad)
+                        swapped += 1
+                for name, buffer in module._buffers.items():
+                    if buffer is not None and buffer.is_inference():
+                        module._buffers[name] = buffer.clone()
+                        swapped += 1
+        if swapped:
+            log.info("%s: made %d inference-mode weights usable by autograd (values unchanged)", self.node, swapped)
+        self._autograd_ready = True
 
     def mutual(self, pairs: tuple[tuple[int, int], ...]) -> MutualSelfAttention:
         """Mutual self-attention on every layer this backbone registered, for these batch pairs."""
@@ -251,6 +273,8 @@ class ComfyBackbone:
 
         self._request, self._record = request, _Record()
         unet = self.patcher.model.diffusion_model
+        if torch.is_grad_enabled() and not self._autograd_ready:
+            self._prepare_for_autograd()
         frozen = [p for p in unet.parameters() if p.requires_grad] if torch.is_grad_enabled() else []
         try:
             # Freeze the weights for gradient passes: the graph then holds no weight gradients

@@ -88,3 +88,21 @@ def reconstruction_graph(strength: float = 0.7, steps: int = 20) -> dict:
         "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
         "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "dragkit_test"}},
     }
+
+
+def drag_graph(points_json: str, steps: int = 20, max_iterations: int = 10, stop_distance: float = 2.0) -> dict:
+    """DragDiffusion without the LoRA: … → DragPoints → DDIMInvert → MotionSupervisionOptimize →
+    ReferenceLatentDenoise → VAEDecode → SaveImage (and the drag preview saved as node "11")."""
+    graph = reconstruction_graph(strength=0.7, steps=steps)
+    graph["9"] = {"class_type": "DragKitDragPoints", "inputs": {"image": ["2", 0], "points": points_json}}
+    graph["10"] = {
+        "class_type": "DragKitMotionSupervisionOptimize",
+        "inputs": {
+            "model": ["1", 0], "state": ["5", 0], "drag_points": ["9", 0], "max_iterations": max_iterations,
+            "lr": 0.01, "lam": 0.1, "r_m": 1, "r_p": 3, "stop_distance": stop_distance, "feature_blocks": "2",
+            "seed": 42, "precision": "auto",
+        },
+    }
+    graph["6"]["inputs"]["state"] = ["10", 0]
+    graph["11"] = {"class_type": "SaveImage", "inputs": {"images": ["10", 2], "filename_prefix": "dragkit_preview"}}
+    return graph

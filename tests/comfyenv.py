@@ -63,10 +63,13 @@ def tiny_sd15_model(seed: int = 0, unet_config: dict | None = None):
     import comfy.model_patcher
     import comfy.supported_models
 
-    cfg = comfy.supported_models.SD15(dict(unet_config or TINY_SD15_UNET))
-    cfg.set_inference_dtype(torch.float32, None)
-    model = cfg.get_model({})
-    _fill(model.diffusion_model, seed)
+    # Built under inference mode, like a checkpoint that a loader node loads inside ComfyUI's
+    # executor: its weights are inference tensors, which autograd refuses to save for backward.
+    with torch.inference_mode():
+        cfg = comfy.supported_models.SD15(dict(unet_config or TINY_SD15_UNET))
+        cfg.set_inference_dtype(torch.float32, None)
+        model = cfg.get_model({})
+        _fill(model.diffusion_model, seed)
     device = comfy.model_management.get_torch_device()
     return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
 

@@ -1,0 +1,138 @@
+"""MotionSupervisionOptimize: DragDiffusion's latent optimization (SPEC §1.3) as a node."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import torch
+
+from ..drag_core.dragdiffusion import DragConfig, optimize_latent, to_pixels
+from ..drag_core.mask import editable_mask_for_latent
+from ..drag_core.points import PointsError, grid_points
+from ..drag_core.state import DiffusionState
+from .comfy_unet import ComfyBackbone
+from .common import CATEGORY, STATE_TYPE, progress_callback
+from .errors import DragKitInputError
+from .points_nodes import POINTS_TYPE, PointsOnImage
+from .preview import draw_points, to_image, to_pil, ui_images
+
+log = logging.getLogger(__name__)
+
+
+def parse_blocks(text: str, node: str) -> tuple[int, ...]:
+    try:
+        blocks = tuple(int(part) for part in str(text).replace(" ", "").split(",") if part)
+    except ValueError:
+        blocks = ()
+    if not blocks:
+        raise DragKitInputError(node, "feature_blocks", f"expected decoder block numbers like '2' or '1,2', got {text!r}.")
+    return blocks
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto': the reference's fp16 autocast + loss scaling on CUDA, fp32 elsewhere."""
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def send_text(node_id, text: str) -> None:
+    """Show a line of text on the node while it runs (no-op outside a server)."""
+    if node_id is None:
+        return
+    try:
+        from server import PromptServer
+
+        PromptServer.instance.send_progress_text(text, node_id)
+    except (ImportError, AttributeError):
+        pass
+
+
+class MotionSupervisionOptimize:
+    DESCRIPTION = (
+        "DragDiffusion's drag: optimizes the inverted latent z_t so the UNet features at the handles move "
+        "toward the targets (motion supervision), tracking the handles after every step, with a masked "
+        "regularizer keeping the region outside the mask unchanged. Stops when every handle is within "
+        "stop_distance grid cells of its target."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "optimize"
+    RETURN_TYPES = (STATE_TYPE, POINTS_TYPE, "IMAGE")
+    RETURN_NAMES = ("state", "tracked_points", "preview")
+    OUTPUT_TOOLTIPS = (
+        "The state with the dragged latent, for ReferenceLatentDenoise.",
+        "Final tracked handle positions → targets (pixels).",
+        "The image with points, mask and the tracked handle trajectories.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The model the state was inverted with (LoRA applied)."}),
+                "state": (STATE_TYPE, {"tooltip": "From DDIMInvert."}),
+                "drag_points": (POINTS_TYPE, {"tooltip": "From DragPoints: pairs, editable mask, image."}),
+                "max_iterations": ("INT", {"default": 80, "min": 0, "max": 2000, "tooltip": "At most this many optimization steps (n_pix_step)."}),
+                "lr": ("FLOAT", {"default": 0.01, "min": 1e-5, "max": 1.0, "step": 0.001, "tooltip": "Adam learning rate on the latent."}),
+                "lam": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 100.0, "step": 0.01, "tooltip": "λ of the masked regularizer (sum over the latent outside the mask)."}),
+                "r_m": ("INT", {"default": 1, "min": 0, "max": 16, "tooltip": "Motion-supervision patch half-size (grid cells)."}),
+                "r_p": ("INT", {"default": 3, "min": 0, "max": 32, "tooltip": "Point-tracking search window half-size (grid cells)."}),
+                "stop_distance": ("FLOAT", {"default": 2.0, "min": 0.1, "max": 64.0, "step": 0.1, "tooltip": "A handle closer than this to its target (grid cells = 2 px) has arrived."}),
+                "feature_blocks": ("STRING", {"default": "2", "tooltip": "Decoder blocks whose features supervise the drag, comma-separated (2 = third decoder block)."}),
+                "seed": ("INT", {"default": 42, "min": 0, "max": 2**31 - 1, "tooltip": "Seed for reproducibility."}),
+                "precision": (["auto", "fp32", "fp16", "bf16"], {"default": "auto", "tooltip": "auto: fp16 autocast with loss scaling on CUDA (the reference), fp32 elsewhere."}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    def optimize(self, model, state, drag_points, max_iterations, lr, lam, r_m, r_p, stop_distance,
+                 feature_blocks, seed, precision, unique_id=None):
+        node = "MotionSupervisionOptimize"
+        if not isinstance(state, DiffusionState):
+            raise DragKitInputError(node, "state", f"expected a DRAG_STATE from DDIMInvert, got {type(state).__name__}.")
+        if not isinstance(drag_points, PointsOnImage):
+            raise DragKitInputError(node, "drag_points", f"expected DRAG_POINTS from DragPoints, got {type(drag_points).__name__}.")
+        blocks = parse_blocks(feature_blocks, node)
+        backbone = ComfyBackbone(model, node, feature_blocks=blocks)
+        latent_h, latent_w = state.source.shape[-2:]
+        image_h, image_w = 8 * latent_h, 8 * latent_w  # the VAE's pixel grid for this latent
+        points = drag_points.points
+        try:
+            handles, targets = grid_points(points, image_h, image_w)
+        except PointsError as e:
+            raise DragKitInputError(node, "drag_points", str(e)) from None
+        mask_latent = editable_mask_for_latent(drag_points.mask(), image_h, image_w, latent_h, latent_w)
+        config = DragConfig(
+            feature_blocks=blocks, r_m=r_m, r_p=r_p, lam=lam, lr=lr, max_iterations=max_iterations,
+            stop_distance=stop_distance, seed=seed, precision=resolve_precision(precision, backbone.device),
+        )
+        backbone.load()
+
+        def report(k: int, _handles: torch.Tensor, distance: float) -> None:
+            send_text(unique_id, f"iteration {k + 1}/{max_iterations}: mean handle→target distance {2 * distance:.1f} px")
+
+        result = optimize_latent(
+            backbone, state, handles, targets, mask_latent, config, progress_callback(max(max_iterations, 1)),
+            on_iteration=report, grid_hw=(image_h // 2, image_w // 2),
+        )
+        if result.skipped_steps:
+            log.warning("%s: %d of %d steps were skipped (non-finite values)", node, len(result.skipped_steps), result.iterations)
+        log.info(
+            "%s: %d iterations, %d UNet passes (forward+backward), reached=%s, mean distance %.1f px",
+            node, result.iterations, result.unet_passes, result.reached, 2 * result.final_distance,
+        )
+        return self._outputs(state, drag_points, result, image_h, image_w)
+
+    @staticmethod
+    def _outputs(state, drag_points: PointsOnImage, result, image_h: int, image_w: int):
+        points = drag_points.points
+        # Grid → pixels of the latent's image → pixels of the image the points were placed on.
+        scale = torch.tensor([points.width / image_w, points.height / image_h])
+        paths = tuple(
+            tuple(tuple((to_pixels(step[i : i + 1], image_h, image_w)[0] * scale).tolist()) for step in result.trajectory)
+            for i in range(len(points.pairs))
+        )
+        tracked = replace(drag_points, trajectories=paths)
+        picture = draw_points(to_pil(drag_points.image), list(points.pairs), drag_points.mask(), [list(p) for p in paths])
+        return {"ui": ui_images(picture), "result": (state.with_edit(result.latent), tracked, to_image(picture))}

@@ -130,3 +130,20 @@ def test_non_sd_models_are_refused(comfy):
     sdxl_like = comfy.tiny_sd15_model(unet_config={**comfy.TINY_SD15_UNET, "num_classes": "sequential", "adm_in_channels": 64})
     with pytest.raises(DragKitInputError, match="SDXL"):
         check_sd_model(sdxl_like, "DDIMInvert")
+
+
+def test_source_branch_of_a_controlled_denoise_is_bitwise_a_plain_denoise(tiny_model, comfy):
+    from dragkit.drag_core.inversion import ddim_denoise
+    from dragkit.drag_core.schedule import DDIMSchedule
+
+    backbone = _backbone(tiny_model, mutual_start_layer=10)
+    schedule = DDIMSchedule(backbone.alphas_cumprod, 50)
+    gen = torch.Generator().manual_seed(4)
+    source, edited = torch.randn(1, 4, 16, 16, generator=gen), torch.randn(1, 4, 16, 16, generator=gen)
+    ctx = comfy.random_context()
+    pair = torch.cat([source, edited])
+    with torch.no_grad():
+        controlled = ddim_denoise(backbone, pair, ctx, schedule, 44, mutual=backbone.mutual(((1, 0),)))
+        plain = ddim_denoise(backbone, pair, ctx, schedule, 44)
+    assert torch.equal(controlled[0], plain[0])
+    assert not torch.allclose(controlled[1], plain[1])

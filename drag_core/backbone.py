@@ -51,9 +51,10 @@ class Backbone(Protocol):
     num_self_attention_layers: int  # transformer blocks in forward order: 16 for SD1.5
 
     def __call__(
-        self, z: torch.Tensor, timestep: int, context: torch.Tensor, request: UNetRequest = UNetRequest()
+        self, z: torch.Tensor, timestep: int | torch.Tensor, context: torch.Tensor, request: UNetRequest = UNetRequest()
     ) -> UNetOutput:
-        """``z``: (B, C, h, w) VP latent; ``context``: (B or 1, tokens, dim) text embedding."""
+        """``z``: (B, C, h, w) VP latent; ``timestep``: one integer timestep, or (B,) of them;
+        ``context``: (B or 1, tokens, dim) text embedding."""
         ...
 
 

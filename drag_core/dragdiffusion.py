@@ -6,7 +6,6 @@ are separate stages; this module only turns an inverted state plus points into a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import torch
 
 from .backbone import Backbone, StepCallback, UNetRequest, no_callback
 from .motion import all_reached, distances, interpolate_features, motion_supervision_loss, point_tracking
+from .precision import PRECISIONS, LossScaler, autocast_for
 from .schedule import ddim_step
 from .state import DiffusionState
 
@@ -23,30 +23,6 @@ log = logging.getLogger(__name__)
 
 # (iteration k, handles after tracking in grid (row, col), mean handle→target distance in grid cells)
 IterationCallback = Callable[[int, torch.Tensor, float], None]
-
-
-PRECISIONS = ("fp32", "fp16", "bf16")
-
-
-class LossScaler:
-    """Dynamic loss scaling for fp16 (as torch's GradScaler: start 2¹⁶, halve on overflow, double
-    after 2000 clean steps). A step whose scaled gradient overflows is skipped, never applied."""
-
-    def __init__(self, enabled: bool, scale: float = 2.0**16, growth_interval: int = 2000) -> None:
-        self.enabled = enabled
-        self.scale = scale if enabled else 1.0
-        self.growth_interval = growth_interval
-        self._clean = 0
-
-    def update(self, finite: bool) -> None:
-        if not self.enabled:
-            return
-        if finite:
-            self._clean += 1
-            if self._clean == self.growth_interval:
-                self.scale, self._clean = self.scale * 2, 0
-        else:
-            self.scale, self._clean = self.scale / 2, 0
 
 
 @dataclass(frozen=True)
@@ -156,7 +132,7 @@ def optimize_latent(
         z_t = state.source.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
         optimizer = torch.optim.Adam([z_t], lr=config.lr)
         scaler = LossScaler(config.precision == "fp16")
-        autocast = _autocast(device, config.precision)
+        autocast = autocast_for(device, config.precision)
         handles_init = handles.clone()
         result = DragResult(latent=state.source, handles=handles.clone())
         F0: torch.Tensor | None = None
@@ -227,14 +203,6 @@ def optimize_latent(
         f", {len(result.skipped_steps)} steps skipped" if result.skipped_steps else "",
     )
     return result
-
-
-def _autocast(device: torch.device, precision: str):
-    """A context factory: mixed precision for the UNet forward, or nothing for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _check_points(

@@ -2,10 +2,12 @@
 
 from .drag_nodes import MotionSupervisionOptimize
 from .inversion_nodes import DDIMInvert, ReferenceLatentDenoise
+from .lora_nodes import IdentityLoRATrain
 from .points_nodes import DragPoints
 
 # Node ids are global across every installed pack, hence the prefix. Never rename them.
 _NODES = {
+    "DragKitIdentityLoRATrain": (IdentityLoRATrain, "IdentityLoRATrain"),
     "DragKitDragPoints": (DragPoints, "DragPoints"),
     "DragKitDDIMInvert": (DDIMInvert, "DDIMInvert"),
     "DragKitMotionSupervisionOptimize": (MotionSupervisionOptimize, "MotionSupervisionOptimize"),

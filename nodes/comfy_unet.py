@@ -249,14 +249,19 @@ class ComfyBackbone:
             raise RuntimeError(f"{self.node}: UNet patches did not fire: {', '.join(missing)}")
 
     def __call__(
-        self, z: torch.Tensor, timestep: int, context: torch.Tensor, request: UNetRequest = UNetRequest()
+        self, z: torch.Tensor, timestep: int | torch.Tensor, context: torch.Tensor, request: UNetRequest = UNetRequest()
     ) -> UNetOutput:
         self._check_declared(request)
-        sigma_value = float(self._sigmas[timestep])
-        alpha = 1.0 / (1.0 + sigma_value**2)
         z = z.to(self.device)
-        sigma = torch.full((z.shape[0],), sigma_value, device=self.device, dtype=torch.float32)
-        x = z / alpha**0.5  # VP latent → ComfyUI's sigma space
+        # One timestep for the batch, or one per item (LoRA training).
+        steps = torch.as_tensor(timestep, dtype=torch.long).reshape(-1).cpu()
+        sigmas = self._sigmas[steps].expand(z.shape[0]) if steps.numel() == 1 else self._sigmas[steps]
+        if sigmas.shape[0] != z.shape[0]:
+            raise RuntimeError(f"{self.node}: {steps.numel()} timesteps for a batch of {z.shape[0]}")
+        per_item = (-1,) + (1,) * (z.ndim - 1)
+        sqrt_alpha = (1.0 / (1.0 + sigmas**2)).sqrt().float().to(self.device).reshape(per_item)
+        sigma = sigmas.float().to(self.device)
+        x = z / sqrt_alpha  # VP latent → ComfyUI's sigma space
         context = context.to(self.device)
         if context.shape[0] not in (1, z.shape[0]):
             raise RuntimeError(f"{self.node}: context batch {context.shape[0]} does not match latent batch {z.shape[0]}")
@@ -287,7 +292,7 @@ class ComfyBackbone:
                 p.requires_grad_(True)
             record, self._request = self._record, None
         self._check_fired(request, record)
-        eps = (x - denoised) / sigma_value
+        eps = (x - denoised) / sigma.reshape(per_item)
         features = [record.features[b].float() for b in request.feature_blocks]
         bottleneck = record.bottleneck.float() if record.bottleneck is not None else None
         return UNetOutput(eps=eps.float(), features=features, bottleneck=bottleneck)

@@ -106,3 +106,19 @@ def drag_graph(points_json: str, steps: int = 20, max_iterations: int = 10, stop
     graph["6"]["inputs"]["state"] = ["10", 0]
     graph["11"] = {"class_type": "SaveImage", "inputs": {"images": ["10", 2], "filename_prefix": "dragkit_preview"}}
     return graph
+
+
+def lora_drag_graph(points_json: str, lora_steps: int = 2, resolution: int = 64, **drag) -> dict:
+    """The full DragDiffusion graph: IdentityLoRATrain's MODEL feeds inversion, drag and denoise."""
+    graph = drag_graph(points_json, **drag)
+    graph["12"] = {
+        "class_type": "DragKitIdentityLoRATrain",
+        "inputs": {
+            "model": ["1", 0], "vae": ["1", 2], "image": ["2", 0], "conditioning": ["4", 0], "steps": lora_steps,
+            "rank": 16, "lr": 5e-4, "batch_size": 2, "resolution": resolution, "seed": 0, "precision": "auto",
+            "cache": "use", "save_name": "",
+        },
+    }
+    for node in ("5", "6", "10"):
+        graph[node]["inputs"]["model"] = ["12", 0]
+    return graph

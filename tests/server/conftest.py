@@ -1,19 +1,8 @@
 """The server tier: a real ComfyUI server on a free loopback port with only DragKit loaded."""
 
-from pathlib import Path
-
 import comfy_server
-import comfyenv
 import pytest
-from comfy_client import CACHE, MINI_CHECKPOINT, TEST_IMAGE, Client, sample_image
-
-
-@pytest.fixture(scope="session")
-def mini_checkpoint() -> Path:
-    comfyenv.setup()
-    import make_test_checkpoint
-
-    return make_test_checkpoint.make_checkpoint(CACHE / MINI_CHECKPOINT, "mini")
+from comfy_client import MINI_CHECKPOINT, TEST_IMAGE, Client, sample_image
 
 
 @pytest.fixture(scope="session")

@@ -71,3 +71,20 @@ def _node_is_executing(client, node_id: str) -> bool:
         return False
     finally:
         ws.close()
+
+
+def test_the_identity_lora_flows_into_inversion_drag_and_denoise(client, server):
+    from comfy_client import lora_drag_graph
+
+    entry = client.run(lora_drag_graph(POINTS, max_iterations=3))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    cache = server.base / "models" / "dragkit" / "lora_cache"
+    assert len(list(cache.glob("*.safetensors"))) == 1  # trained once and cached under ComfyUI's models/
+    log_before = server.log_text().count("cache hit")
+    graph = lora_drag_graph(POINTS, max_iterations=3)
+    graph["10"]["inputs"]["seed"] = 7  # forces re-execution downstream; the LoRA inputs are unchanged
+    graph["12"]["inputs"]["cache"] = "use"
+    graph["12"]["inputs"]["precision"] = "fp32"  # same resolved setting on CPU: a new node run, same key
+    again = client.run(graph)
+    assert again["status"]["status_str"] == "success", again["status"]
+    assert server.log_text().count("cache hit") == log_before + 1

@@ -1,0 +1,198 @@
+"""The identity LoRA on a ComfyUI MODEL: adapters as weight wrappers on a clone, ComfyUI-native and
+kohya key formats, VAE posterior sampling, and the content-hash cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..drag_core.lora import LoRAConfig, LoRADelta
+
+log = logging.getLogger(__name__)
+
+PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
+CACHE_VERSION = "1"
+CACHE_LIMIT = 16  # newest entries kept in the on-disk cache
+
+
+def attention_projections(model) -> list[tuple[str, int, int]]:
+    """(key, out, in) of q/k/v/out of every attention module; key = "diffusion_model.<path>"."""
+    from comfy.ldm.modules.attention import CrossAttention
+
+    found = []
+    for path, module in model.model.diffusion_model.named_modules():
+        if isinstance(module, CrossAttention):
+            for name in PROJECTIONS:
+                linear = module.get_submodule(name)
+                found.append((f"diffusion_model.{path}.{name}", linear.out_features, linear.in_features))
+    return found
+
+
+def attach_lora(patcher, config: LoRAConfig) -> dict[str, LoRADelta]:
+    """Register a fresh LoRA delta on each projection of ``patcher`` (a clone) as a weight wrapper."""
+    generator = torch.Generator().manual_seed(config.seed)
+    deltas = {}
+    for key, out_f, in_f in attention_projections(patcher):
+        delta = LoRADelta(in_f, out_f, config.rank, config.scale, generator)
+        patcher.add_weight_wrapper(f"{key}.weight", delta)
+        deltas[key] = delta
+    return deltas
+
+
+def lora_model_dict(deltas: dict[str, LoRADelta], config: LoRAConfig) -> dict[str, torch.Tensor]:
+    """The LORA_MODEL value: ComfyUI-native keys, as core SaveLoRA / LoraModelLoader use them."""
+    alpha = torch.tensor(config.scale * config.rank)
+    sd = {}
+    for key, delta in deltas.items():
+        sd[f"{key}.lora_up.weight"] = delta.up.detach().float().cpu().clone()
+        sd[f"{key}.lora_down.weight"] = delta.down.detach().float().cpu().clone()
+        sd[f"{key}.alpha"] = alpha.clone()
+    return sd
+
+
+def apply_lora(model, lora: dict[str, torch.Tensor], strength: float = 1.0):
+    """A clone of ``model`` with the LoRA as weight patches, exactly as core LoraModelLoader does."""
+    import comfy.sd
+
+    patched, _ = comfy.sd.load_lora_for_models(model, None, lora, strength, 0)
+    return patched
+
+
+def to_kohya(model, lora: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """ComfyUI-native keys → kohya ``lora_unet_<diffusers path>`` keys (A1111, Forge and ComfyUI's
+    LoraLoader all read these)."""
+    import comfy.utils
+
+    diffusers = comfy.utils.unet_to_diffusers(model.model.model_config.unet_config)
+    to_diffusers = {f"diffusion_model.{v[: -len('.weight')]}": k[: -len(".weight")] for k, v in diffusers.items()
+                    if k.endswith(".weight")}
+    out = {}
+    for key, value in lora.items():
+        suffix = next(s for s in (".lora_up.weight", ".lora_down.weight", ".alpha") if key.endswith(s))
+        base = key[: -len(suffix)]
+        out["lora_unet_" + to_diffusers[base].replace(".", "_") + suffix] = value.contiguous()
+    return out
+
+
+def posterior_sampler(vae, model):
+    """(crops in [−1, 1], generator) → a *sample* of the VAE posterior in the model's latent space.
+
+    ComfyUI's VAE.encode returns the posterior mean; SPEC §1.1 samples, so this reads the moments."""
+    import comfy.model_management
+
+    def encode(crops: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        comfy.model_management.load_models_gpu([vae.patcher])
+        first_stage = vae.first_stage_model
+        x = crops.to(device=vae.device, dtype=vae.vae_dtype)
+        moments = first_stage.encoder(x)
+        if getattr(first_stage, "quant_conv", None) is not None:
+            moments = first_stage.quant_conv(moments)
+        mean, logvar = moments.float().chunk(2, dim=1)
+        std = (0.5 * logvar.clamp(-30.0, 20.0)).exp()
+        noise = torch.randn(mean.shape, generator=generator).to(mean.device)
+        return model.model.process_latent_in((mean + std * noise).cpu())
+
+    return encode
+
+
+def _fingerprint(hasher, value) -> None:
+    """Feed a content fingerprint of nested tensors/numbers/strings into ``hasher``. A tensor counts by
+    its shape, dtype and 1,024 evenly spaced values: milliseconds for a 2 GB model (reading every
+    byte took seconds), and different for any two checkpoints, fine-tunes or LoRA stacks in practice
+    (they change weights everywhere, not in a few isolated entries)."""
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().reshape(-1)
+        hasher.update(f"{tuple(value.shape)}{value.dtype}".encode())
+        if flat.numel():
+            idx = torch.linspace(0, flat.numel() - 1, min(1024, flat.numel())).long().to(flat.device)
+            hasher.update(flat[idx].to(torch.float64).cpu().numpy().tobytes())
+    elif isinstance(value, dict):
+        for k in sorted(value, key=str):
+            hasher.update(str(k).encode())
+            _fingerprint(hasher, value[k])
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _fingerprint(hasher, item)
+    else:
+        hasher.update(repr(value).encode())
+
+
+def _digest(*values) -> str:
+    hasher = hashlib.sha256()
+    for value in values:
+        _fingerprint(hasher, value)
+    return hasher.hexdigest()[:16]
+
+
+def content_hashes(model, vae, image: torch.Tensor, context: torch.Tensor, config: LoRAConfig) -> dict[str, str]:
+    """What the LoRA depends on, hashed: the model (weights and the patches on it, e.g. other LoRAs),
+    the VAE, the image, the prompt embedding and the settings. The cache key is their combination."""
+    import comfy.model_management
+
+    # Clones share one torch module and ComfyUI patches weights in place when it loads a clone (e.g.
+    # the LoRA-patched model of the previous run): load this model so its own weights are in place.
+    comfy.model_management.load_models_gpu([model])
+    hashes = {
+        "model": _digest(dict(model.model.diffusion_model.state_dict()), model.patches,
+                         sorted(model.weight_wrapper_patches)),
+        "vae": _digest(dict(vae.first_stage_model.state_dict())),
+        "image": hashlib.sha256(image.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16],
+        "prompt": hashlib.sha256(context.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16],
+        "settings": hashlib.sha256(json.dumps(config.__dict__, sort_keys=True, default=str).encode()).hexdigest()[:16],
+    }
+    hashes["key"] = hashlib.sha256(
+        (CACHE_VERSION + json.dumps(hashes, sort_keys=True)).encode()
+    ).hexdigest()[:32]
+    return hashes
+
+
+def cache_dir() -> Path:
+    """Inside ComfyUI's models folder but outside loras/, so LoraLoader does not list cache files."""
+    import folder_paths
+
+    return Path(folder_paths.models_dir) / "dragkit" / "lora_cache"
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Atomic: write a temp file in the same folder, then rename over the target."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cache_load(key: str) -> dict[str, torch.Tensor] | None:
+    from safetensors.torch import load_file
+
+    path = cache_dir() / f"{key}.safetensors"
+    if not path.exists():
+        return None
+    try:
+        lora = load_file(str(path))
+    except Exception as e:  # a damaged entry is retrained, not fatal
+        log.warning("identity LoRA cache entry %s is unreadable (%s); retraining", path.name, e)
+        return None
+    os.utime(path)  # most recently used
+    return lora
+
+
+def cache_store(key: str, lora: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    folder = cache_dir()
+    write_safetensors(folder / f"{key}.safetensors", lora, metadata)
+    entries = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[CACHE_LIMIT:]:
+        old.unlink(missing_ok=True)

@@ -1,0 +1,162 @@
+"""IdentityLoRATrain: DragDiffusion's identity-preserving LoRA, cached, saved and reused like any LoRA."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+import torch
+
+from ..drag_core.lora import LoRAConfig, lora_parameter_count, train_identity_lora
+from .comfy_lora import (
+    apply_lora,
+    attach_lora,
+    attention_projections,
+    cache_load,
+    cache_store,
+    content_hashes,
+    lora_model_dict,
+    posterior_sampler,
+    to_kohya,
+    write_safetensors,
+)
+from .comfy_unet import ComfyBackbone
+from .common import CATEGORY, progress_callback, text_context
+from .drag_nodes import resolve_precision, send_text
+from .errors import DragKitInputError
+
+log = logging.getLogger(__name__)
+
+_SAFE_NAME = re.compile(r"^[\w\-. ]+$")
+
+
+class IdentityLoRATrain:
+    DESCRIPTION = (
+        "Trains DragDiffusion's identity-preserving LoRA on the one input image (SPEC §1.1): rank-16 LoRA on "
+        "the q/k/v/out projections of every attention layer, 80 AdamW steps on batches of 4 random crops, "
+        "ε-MSE. The same model, VAE, image, prompt and settings reuse the cached LoRA without training. "
+        "Outputs the model with the LoRA applied (a patched clone, like LoraLoader) and the LoRA itself."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "train"
+    RETURN_TYPES = ("MODEL", "LORA_MODEL")
+    RETURN_NAMES = ("model", "lora")
+    OUTPUT_TOOLTIPS = (
+        "The input model with the identity LoRA applied (the input model is left untouched).",
+        "The LoRA weights (ComfyUI-native keys): core Save LoRA / Load LoRA Model accept them.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The SD1.x/2.x model to adapt to the image."}),
+                "vae": ("VAE", {"tooltip": "The checkpoint's VAE (crops are encoded with it)."}),
+                "image": ("IMAGE", {"tooltip": "The image to be edited (batch of one)."}),
+                "conditioning": ("CONDITIONING", {"tooltip": "The same prompt conditioning as the edit."}),
+                "steps": ("INT", {"default": 80, "min": 1, "max": 10000, "tooltip": "Training steps."}),
+                "rank": ("INT", {"default": 16, "min": 1, "max": 256, "tooltip": "LoRA rank (alpha = rank)."}),
+                "lr": ("FLOAT", {"default": 5e-4, "min": 1e-7, "max": 1.0, "step": 1e-5, "tooltip": "AdamW learning rate."}),
+                "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Random crops per step."}),
+                "resolution": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8, "tooltip": "Crop size: the shorter side is resized to this (512 for SD1.5)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1}),
+                "precision": (["auto", "fp32", "fp16", "bf16"], {"default": "auto", "tooltip": "auto: fp16 mixed precision with loss scaling on CUDA (the reference), fp32 elsewhere."}),
+                "cache": (["use", "refresh", "off"], {"default": "use", "tooltip": "use: reuse a LoRA trained before on the same model, VAE, image, prompt and settings; refresh: retrain and overwrite; off: always train, store nothing."}),
+                "save_name": ("STRING", {"default": "", "tooltip": "If set, also save the LoRA as models/loras/<name>.safetensors (kohya keys: LoraLoader, A1111 and Forge load it)."}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    def train(self, model, vae, image, conditioning, steps, rank, lr, batch_size, resolution, seed, precision,
+              cache, save_name, unique_id=None):
+        node = "IdentityLoRATrain"
+        if not isinstance(steps, int) or steps < 1:
+            raise DragKitInputError(node, "steps", f"must be ≥ 1, got {steps!r}.")
+        if not isinstance(rank, int) or rank < 1:
+            raise DragKitInputError(node, "rank", f"must be ≥ 1, got {rank!r}.")
+        if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
+            raise DragKitInputError(node, "image", "expected an IMAGE.")
+        if image.shape[0] != 1:
+            raise DragKitInputError(node, "image", f"got a batch of {image.shape[0]} images; the identity LoRA is "
+                                    "trained on the one image being edited (pick it with 'Image From Batch').")
+        if save_name and not _SAFE_NAME.match(save_name):
+            raise DragKitInputError(node, "save_name", f"{save_name!r}: use letters, digits, spaces, '-', '_' and '.' only.")
+        backbone = ComfyBackbone(model, node)  # validates the model
+        context = text_context(conditioning, model, node)
+        config = LoRAConfig(rank=rank, lr=lr, steps=steps, batch_size=batch_size, resolution=resolution, seed=seed,
+                            precision=resolve_precision(precision, backbone.device))
+        pixels = image[..., :3].detach().float().cpu().movedim(-1, 1).clone()
+
+        started = time.monotonic()
+        hashes = content_hashes(model, vae, pixels, context, config)
+        key = hashes["key"] if cache != "off" else None
+        lora = cache_load(key) if cache == "use" else None
+        metadata = self._metadata(config, hashes)
+        if lora is not None:
+            log.info("%s: cache hit %s (%.2f s): no training", node, key, time.monotonic() - started)
+            send_text(unique_id, "identity LoRA: reused from cache")
+        else:
+            lora = self._train(backbone, model, vae, pixels, context, config, unique_id)
+            if key is not None:
+                cache_store(key, lora, metadata)
+        if save_name:
+            self._save(model, lora, save_name, metadata)
+        return (apply_lora(model, lora), lora)
+
+    @staticmethod
+    def _train(backbone: ComfyBackbone, model, vae, pixels, context, config: LoRAConfig, unique_id):
+        node = "IdentityLoRATrain"
+        patcher = backbone.patcher  # already a clone of the input model
+        shapes = [(o, i) for _, o, i in attention_projections(model)]
+        with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes in inference mode
+            deltas = attach_lora(patcher, config)
+            parameters = [p for d in deltas.values() for p in d.parameters()]
+            log.info("%s: %d adapted projections, %d LoRA parameters, %d steps × batch %d at %d px (%s)", node,
+                     len(deltas), lora_parameter_count(shapes, config.rank), config.steps, config.batch_size,
+                     config.resolution, config.precision)
+            loaded = []
+
+            def eps_model(z, t, ctx):
+                if not loaded:  # after the crops are encoded: VAE and UNet need not share the device
+                    backbone.load()
+                    for p in parameters:
+                        p.data = p.data.to(backbone.device)
+                    loaded.append(True)
+                return backbone(z, t, ctx).eps
+
+            def report(step: int, loss: float) -> None:
+                send_text(unique_id, f"identity LoRA step {step + 1}/{config.steps}: loss {loss:.4f}")
+
+            started = time.monotonic()
+            result = train_identity_lora(
+                eps_model, parameters, posterior_sampler(vae, model), pixels.clone(), context.clone(),
+                backbone.alphas_cumprod, config, backbone.device, progress_callback(config.steps), report,
+            )
+        seconds = time.monotonic() - started
+        log.info("%s: trained in %.1f s (%.2f s/step), %d UNet passes, loss %.4f → %.4f%s", node, seconds,
+                 seconds / config.steps, config.steps, result.losses[0], result.losses[-1],
+                 f", {len(result.skipped_steps)} steps skipped" if result.skipped_steps else "")
+        return lora_model_dict(deltas, config)
+
+    @staticmethod
+    def _metadata(config: LoRAConfig, hashes: dict[str, str]) -> dict[str, str]:
+        return {
+            "dragkit_kind": "identity LoRA (DragDiffusion, SPEC §1.1)",
+            "dragkit_settings": json.dumps(config.__dict__, default=str),
+            **{f"dragkit_{name}_hash": value for name, value in hashes.items()},
+            "ss_network_dim": str(config.rank),
+            "ss_network_alpha": str(config.scale * config.rank),
+        }
+
+    @staticmethod
+    def _save(model, lora, save_name: str, metadata: dict[str, str]) -> None:
+        from pathlib import Path
+
+        import folder_paths
+
+        name = save_name if save_name.endswith(".safetensors") else f"{save_name}.safetensors"
+        path = Path(folder_paths.get_folder_paths("loras")[0]) / name
+        write_safetensors(path, to_kohya(model, lora), metadata)
+        log.info("IdentityLoRATrain: saved %s", path)

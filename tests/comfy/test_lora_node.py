@@ -1,0 +1,151 @@
+"""IdentityLoRATrain in-process on the random "mini" SD1.5 checkpoint."""
+
+import copy
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def mini(mini_checkpoint, comfy):
+    import comfy.sd
+
+    with torch.inference_mode():  # as CheckpointLoaderSimple runs inside ComfyUI's executor
+        model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(mini_checkpoint))[:4]
+        cond = clip.encode_from_tokens_scheduled(clip.tokenize("a red disk and a blue square"))
+    return SimpleNamespace(model=model, clip=clip, vae=vae, cond=cond)
+
+
+@pytest.fixture
+def comfy_folders(tmp_path, comfy):
+    """ComfyUI's models and loras folders in a temporary directory."""
+    import folder_paths
+
+    saved_dir, saved_loras = folder_paths.models_dir, folder_paths.folder_names_and_paths["loras"]
+    folder_paths.models_dir = str(tmp_path / "models")
+    folder_paths.folder_names_and_paths["loras"] = ([str(tmp_path / "models" / "loras")], {".safetensors"})
+    yield tmp_path / "models"
+    folder_paths.models_dir, folder_paths.folder_names_and_paths["loras"] = saved_dir, saved_loras
+
+
+IMAGE = torch.rand(1, 72, 64, 3, generator=torch.Generator().manual_seed(0))
+
+
+def _train(mini, **kw):
+    from dragkit.nodes.lora_nodes import IdentityLoRATrain
+
+    image = kw.pop("image", IMAGE)
+    args = dict(steps=2, rank=16, lr=5e-4, batch_size=2, resolution=64, seed=0, precision="auto", cache="off",
+                save_name="")
+    args.update(kw)
+    with torch.inference_mode():
+        return IdentityLoRATrain().train(mini.model, mini.vae, image, mini.cond, **args)
+
+
+def test_full_sd15_shapes_give_3188736_parameters_without_allocating(comfy):
+    import comfy.supported_models
+    from dragkit.drag_core.lora import lora_parameter_count
+    from dragkit.nodes.comfy_lora import attention_projections
+    from make_test_checkpoint import SD15_UNET
+
+    with torch.device("meta"):
+        cfg = comfy.supported_models.SD15(dict(SD15_UNET))
+        base = cfg.get_model({}, device="meta")
+    projections = attention_projections(SimpleNamespace(model=base))
+    assert len(projections) == 128  # 32 attention modules (16 self, 16 cross) × q, k, v, out
+    assert lora_parameter_count([(o, i) for _, o, i in projections], 16) == 3_188_736
+
+
+def test_training_adapts_exactly_the_attention_projections_and_leaves_the_model(mini, comfy_folders):
+    from dragkit.nodes.comfy_lora import attention_projections
+
+    weights = {k: v.clone() for k, v in mini.model.model.diffusion_model.state_dict().items()}
+    options = copy.deepcopy(mini.model.model_options)
+    patched, lora = _train(mini)
+    keys = {k.rsplit(".lora_", 1)[0] for k in lora if ".lora_" in k}
+    assert keys == {key for key, _, _ in attention_projections(mini.model)}
+    ups = [v for k, v in lora.items() if k.endswith("lora_up.weight")]
+    assert len(ups) == 128 and all(u.abs().sum() > 0 for u in ups)  # every adapter got a gradient step
+    assert all(torch.equal(v, weights[k]) for k, v in mini.model.model.diffusion_model.state_dict().items())
+    assert mini.model.model_options == options and not mini.model.patches  # the input model is untouched
+    assert patched is not mini.model and len(patched.patches) == 128
+
+
+def test_saved_lora_loads_in_core_loraloader_and_matches_the_patched_model(mini, comfy_folders):
+    from dragkit.nodes.comfy_unet import ComfyBackbone
+    from safetensors import safe_open
+
+    import nodes as comfy_nodes
+
+    patched, lora = _train(mini, save_name="dragkit_identity_test")
+    path = comfy_folders / "loras" / "dragkit_identity_test.safetensors"
+    with safe_open(str(path), "pt") as f:
+        assert all(k.startswith("lora_unet_") for k in f.keys())
+        meta = f.metadata()
+    assert meta["dragkit_image_hash"] and meta["dragkit_model_hash"] and meta["ss_network_dim"] == "16"
+    with torch.inference_mode():
+        loaded, _ = comfy_nodes.LoraLoader().load_lora(mini.model, mini.clip, path.name, 1.0, 0.0)
+    assert len(loaded.patches) == 128  # every key was recognised ("lora key not loaded" otherwise)
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    ctx = mini.cond[0][0]
+    outs = []
+    for model in (patched, loaded):
+        backbone = ComfyBackbone(model, "Test")
+        backbone.load()
+        with torch.no_grad():
+            outs.append(backbone(z, 681, ctx).eps)
+    plain = ComfyBackbone(mini.model, "Test")
+    plain.load()
+    with torch.no_grad():
+        base = plain(z, 681, ctx).eps
+    assert not torch.allclose(outs[0], base)  # the LoRA changes the output …
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)  # … identically from file
+
+
+def test_same_inputs_hit_the_cache_and_other_settings_retrain(mini, comfy_folders, monkeypatch):
+    from dragkit.nodes.lora_nodes import IdentityLoRATrain
+
+    started = time.monotonic()
+    _, first = _train(mini, cache="use")
+    trained_seconds = time.monotonic() - started
+    assert len(list((comfy_folders / "dragkit" / "lora_cache").glob("*.safetensors"))) == 1
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("trained although the cache had this LoRA")
+
+    real_train = IdentityLoRATrain._train
+    monkeypatch.setattr(IdentityLoRATrain, "_train", staticmethod(must_not_train))
+    started = time.monotonic()
+    _, again = _train(mini, cache="use")
+    hit_seconds = time.monotonic() - started
+    assert all(torch.equal(again[k], first[k]) for k in first)
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(IdentityLoRATrain, "_train", staticmethod(counting))
+    _train(mini, cache="use", seed=1)  # other settings
+    _train(mini, cache="use", image=IMAGE.flip(1))  # another image
+    _train(mini, cache="refresh")  # asked to retrain
+    assert len(calls) == 3
+    print(f"identity LoRA: trained in {trained_seconds:.2f} s, cache hit in {hit_seconds:.2f} s")
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"image": torch.rand(2, 64, 64, 3)}, "input 'image'.*batch of 2"),
+        ({"steps": 0}, "input 'steps'"),
+        ({"rank": 0}, "input 'rank'"),
+        ({"save_name": "../escape"}, "input 'save_name'"),
+    ],
+)
+def test_bad_input_is_a_clear_error(mini, comfy_folders, change, match):
+    from dragkit.nodes.errors import DragKitInputError
+
+    with pytest.raises(DragKitInputError, match="DragKit IdentityLoRATrain: " + match):
+        _train(mini, **change)

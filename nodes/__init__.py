@@ -4,9 +4,11 @@ from .drag_nodes import MotionSupervisionOptimize
 from .inversion_nodes import DDIMInvert, ReferenceLatentDenoise
 from .lora_nodes import IdentityLoRATrain
 from .points_nodes import DragPoints
+from .toy_model import ToyModelLoader
 
 # Node ids are global across every installed pack, hence the prefix. Never rename them.
 _NODES = {
+    "DragKitToyModelLoader": (ToyModelLoader, "ToyModelLoader"),
     "DragKitIdentityLoRATrain": (IdentityLoRATrain, "IdentityLoRATrain"),
     "DragKitDragPoints": (DragPoints, "DragPoints"),
     "DragKitDDIMInvert": (DDIMInvert, "DDIMInvert"),

@@ -122,7 +122,15 @@ class MotionSupervisionOptimize:
             "%s: %d iterations, %d UNet passes (forward+backward), reached=%s, mean distance %.1f px",
             node, result.iterations, result.unet_passes, result.reached, 2 * result.final_distance,
         )
-        return self._outputs(state, drag_points, result, image_h, image_w)
+        outputs = self._outputs(state, drag_points, result, image_h, image_w)
+        # A machine-readable summary in the node's UI output (reaches API users through /history).
+        outputs["ui"]["drag"] = [{
+            "iterations": result.iterations, "steps": result.steps, "unet_passes": result.unet_passes,
+            "reached": result.reached, "skipped_steps": len(result.skipped_steps),
+            "initial_distance_px": 2 * result.distances[0] if result.distances else None,
+            "final_distance_px": 2 * result.final_distance,
+        }]
+        return outputs
 
     @staticmethod
     def _outputs(state, drag_points: PointsOnImage, result, image_h: int, image_w: int):

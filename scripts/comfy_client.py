@@ -122,3 +122,42 @@ def lora_drag_graph(points_json: str, lora_steps: int = 2, resolution: int = 64,
     for node in ("5", "6", "10"):
         graph[node]["inputs"]["model"] = ["12", 0]
     return graph
+
+
+def toy_drag_graph(image: str, prompt: str, points_json: str, lora_steps: int = 80, max_iterations: int = 80) -> dict:
+    """DragDiffusion with every default on the bundled toy model (the `make demo` graph)."""
+    return {
+        "1": {"class_type": "DragKitToyModelLoader", "inputs": {}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["1", 1]}},
+        "4": {
+            "class_type": "DragKitIdentityLoRATrain",
+            "inputs": {
+                "model": ["1", 0], "vae": ["1", 2], "image": ["2", 0], "conditioning": ["3", 0], "steps": lora_steps,
+                "rank": 16, "lr": 5e-4, "batch_size": 4, "resolution": 128, "seed": 0, "precision": "auto",
+                "cache": "use", "save_name": "",
+            },
+        },
+        "5": {"class_type": "DragKitDragPoints", "inputs": {"image": ["2", 0], "points": points_json}},
+        "6": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 2]}},
+        "7": {
+            "class_type": "DragKitDDIMInvert",
+            "inputs": {"model": ["4", 0], "latent": ["6", 0], "conditioning": ["3", 0], "steps": 50,
+                       "inversion_strength": 0.7, "first_step_correction": False},
+        },
+        "8": {
+            "class_type": "DragKitMotionSupervisionOptimize",
+            "inputs": {
+                "model": ["4", 0], "state": ["7", 0], "drag_points": ["5", 0], "max_iterations": max_iterations,
+                "lr": 0.01, "lam": 0.1, "r_m": 1, "r_p": 3, "stop_distance": 2.0, "feature_blocks": "2",
+                "seed": 42, "precision": "auto",
+            },
+        },
+        "9": {
+            "class_type": "DragKitReferenceLatentDenoise",
+            "inputs": {"model": ["4", 0], "state": ["8", 0], "reference_control": True, "start_step": 0, "start_layer": 10},
+        },
+        "10": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": ["1", 2]}},
+        "11": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "dragkit_demo"}},
+        "12": {"class_type": "SaveImage", "inputs": {"images": ["8", 2], "filename_prefix": "dragkit_demo_trajectory"}},
+    }

@@ -1,0 +1,147 @@
+"""ToyBench: drag methods on fixed toy-world edit cases, scored against the rendered true edit.
+
+    .venv/bin/python bench/toybench.py [--cases 50] [--methods do_nothing,copy_paste,dragdiffusion]
+                                       [--lora-steps 80] [--json out.json]
+
+Runs DragKit's real nodes in-process (as ComfyUI runs them, under inference mode) on the bundled toy
+model. Reports per method: MD (px, centroid of the dragged object vs where the true edit puts it),
+MD as a fraction of the mean drag distance, success rate (MD ≤ 3 px), background PSNR (outside the
+editable mask, vs the source), ground-truth PSNR (vs the true edit) and seconds per edit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+import comfyenv  # noqa: E402
+
+log = logging.getLogger("dragkit.toybench")
+
+
+@dataclass(frozen=True)
+class DragSettings:
+    """DragDiffusion's defaults (SPEC §1.6), with the LoRA sized for the 128 px toy world."""
+
+    lora_steps: int = 80
+    lora_batch: int = 4
+    lora_resolution: int = 128
+    inversion_strength: float = 0.7
+    max_iterations: int = 80
+    start_layer: int = 10
+
+
+def load_models():
+    comfyenv.setup()
+    from dragkit.nodes.toy_model import load_toy_model
+
+    with torch.inference_mode():
+        return load_toy_model()
+
+
+def points_json(case) -> str:
+    from dragkit.drag_core.points import mask_to_rle
+
+    size = case.scene.size
+    return json.dumps({
+        "version": 1, "width": size, "height": size,
+        "points": [{"handle": list(h), "target": list(t)} for h, t in case.pairs],
+        "mask": mask_to_rle(torch.from_numpy(case.mask.astype(np.float32))),
+    })
+
+
+def dragdiffusion(models, case, settings: DragSettings = DragSettings()) -> np.ndarray:
+    """LoadImage → IdentityLoRATrain → DragPoints → VAEEncode → DDIMInvert → MotionSupervisionOptimize →
+    ReferenceLatentDenoise → VAEDecode, with the nodes' defaults."""
+    from dragkit.drag_core.toy.world import caption, render
+    from dragkit.nodes.drag_nodes import MotionSupervisionOptimize
+    from dragkit.nodes.inversion_nodes import DDIMInvert, ReferenceLatentDenoise
+    from dragkit.nodes.lora_nodes import IdentityLoRATrain
+    from dragkit.nodes.points_nodes import DragPoints
+
+    model, clip, vae = models
+    image = torch.from_numpy(render(case.scene))[None]
+    with torch.inference_mode():
+        cond = clip.encode_from_tokens_scheduled(clip.tokenize(caption(case.scene)))
+        if settings.lora_steps:
+            model, _ = IdentityLoRATrain().train(
+                model, vae, image, cond, settings.lora_steps, 16, 5e-4, settings.lora_batch,
+                settings.lora_resolution, 0, "auto", "off", "",
+            )
+        drag_points, _ = DragPoints().place(image, points_json(case))["result"]
+        latent = {"samples": vae.encode(image)}
+        state, _ = DDIMInvert().invert(model, latent, cond, 50, settings.inversion_strength, False)
+        state, _, _ = MotionSupervisionOptimize().optimize(
+            model, state, drag_points, settings.max_iterations, 0.01, 0.1, 1, 3, 2.0, "2", 42, "auto",
+        )["result"]
+        (edited,) = ReferenceLatentDenoise().denoise(model, state, True, 0, settings.start_layer)
+        return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
+
+
+def run(methods: list[str], count: int, settings: DragSettings) -> dict:
+    comfyenv.setup()
+    from dragkit.drag_core.toy import bench_cases
+
+    cases = bench_cases.make_cases(count)
+    models = load_models() if any(m not in ("do_nothing", "copy_paste") for m in methods) else None
+    table = {}
+    for method in methods:
+        rows, seconds = [], []
+        for case in cases:
+            started = time.monotonic()
+            if method == "do_nothing":
+                result = bench_cases.do_nothing(case)
+            elif method == "copy_paste":
+                result = bench_cases.copy_paste(case)
+            elif method == "dragdiffusion":
+                result = dragdiffusion(models, case, settings)
+            else:
+                raise SystemExit(f"unknown method {method!r}")
+            seconds.append(time.monotonic() - started)
+            rows.append(bench_cases.score(case, result))
+            log.info("%s case %d: md %.1f px (drag %.1f px), bg PSNR %.1f dB", method, case.id, rows[-1]["md"],
+                     rows[-1]["initial_distance"], rows[-1]["background_psnr"])
+        summary = bench_cases.summarize(rows)
+        summary["seconds_per_edit"] = statistics.median(seconds)
+        table[method] = {"summary": summary, "rows": rows}
+    return table
+
+
+def markdown(table: dict) -> str:
+    lines = ["| method | cases | MD (px) | MD / drag | success | background PSNR (dB) | GT PSNR (dB) | s / edit |",
+             "|---|---|---|---|---|---|---|---|"]
+    for method, entry in table.items():
+        s = entry["summary"]
+        lines.append(f"| {method} | {int(s['n'])} | {s['md']:.2f} | {s['md_fraction']:.0%} | {s['success_rate']:.0%} | "
+                     f"{s['background_psnr']:.1f} | {s['gt_psnr']:.1f} | {s['seconds_per_edit']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=50)
+    parser.add_argument("--methods", default="do_nothing,copy_paste,dragdiffusion")
+    parser.add_argument("--lora-steps", type=int, default=80)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    table = run(args.methods.split(","), args.cases, DragSettings(lora_steps=args.lora_steps))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(table, indent=1, default=float))
+    print(markdown(table))
+
+
+if __name__ == "__main__":
+    main()

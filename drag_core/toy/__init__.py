@@ -1,0 +1,1 @@
+"""The procedural toy world (coloured shapes on simple backgrounds) and ToyBench's edit cases."""

@@ -1,0 +1,132 @@
+"""The bundled toy model: a tiny SD1.5-structured latent diffusion model of the procedural toy world,
+built from ComfyUI's own classes (UNet, AutoencoderKL VAE, SD1 CLIP text encoder + tokenizer), so
+the very same graphs run on it as on a real SD1.5 checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+TOY_WEIGHTS = REPO / "models" / "toy" / "dragkit_toy.safetensors"
+IMAGE_SIZE = 128
+
+# SD1.5's UNet structure (4 levels, 2 res blocks, attention in the first three levels: the third
+# decoder block and self-attention layers 10–15 exist as in SD1.5) at a fraction of the width.
+TOY_UNET = {
+    "use_checkpoint": False, "image_size": IMAGE_SIZE // 8, "in_channels": 4, "out_channels": 4,
+    "model_channels": 32, "num_res_blocks": [2, 2, 2, 2], "channel_mult": [1, 2, 2, 4],
+    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "transformer_depth_middle": 1,
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+    "use_spatial_transformer": True, "legacy": False, "adm_in_channels": None,
+    "use_linear_in_transformer": False, "context_dim": 128, "num_heads": -1, "num_head_channels": 16,
+    "use_temporal_attention": False, "use_temporal_resblock": False,
+}
+TOY_VAE = {
+    "double_z": True, "z_channels": 4, "resolution": IMAGE_SIZE, "in_channels": 3, "out_ch": 3, "ch": 32,
+    "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0,
+}
+TOY_TEXT = {
+    "architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0, "dropout": 0.0,
+    "eos_token_id": 49407, "hidden_act": "quick_gelu", "hidden_size": 128, "initializer_factor": 1.0,
+    "initializer_range": 0.02, "intermediate_size": 512, "layer_norm_eps": 1e-05, "max_position_embeddings": 77,
+    "model_type": "clip_text_model", "num_attention_heads": 4, "num_hidden_layers": 3, "pad_token_id": 1,
+    "projection_dim": 128, "torch_dtype": "float32", "vocab_size": 49408,
+}
+TOKEN_EMBEDDING = "clip_l.transformer.text_model.embeddings.token_embedding.weight"
+
+
+def build_unet(dtype: torch.dtype = torch.float32):
+    """The toy UNet as a ComfyUI MODEL (ModelPatcher), uninitialised (comfy.ops leaves weights empty)."""
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    cfg = comfy.supported_models.SD15(dict(TOY_UNET))
+    cfg.set_inference_dtype(dtype, None)
+    model = cfg.get_model({})
+    device = comfy.model_management.get_torch_device()
+    offload = comfy.model_management.unet_offload_device()
+    return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=offload)
+
+
+def vae_config() -> dict:
+    return {"params": {"ddconfig": dict(TOY_VAE), "embed_dim": 4}}
+
+
+def build_clip(state_dict: dict[str, torch.Tensor] | None = None):
+    """ComfyUI's SD1 CLIP (SD1 tokenizer bundled with ComfyUI) with a small text transformer."""
+    import comfy.sd
+    import comfy.sd1_clip
+
+    target = SimpleNamespace(
+        params={"clip_model": comfy.sd1_clip.SDClipModel, "textmodel_json_config": dict(TOY_TEXT),
+                "return_projected_pooled": False},
+        clip=comfy.sd1_clip.SD1ClipModel,
+        tokenizer=comfy.sd1_clip.SD1Tokenizer,
+    )
+    clip = comfy.sd.CLIP(target=target, model_options={"dtype": torch.float32})
+    if state_dict is not None:
+        missing, _ = clip.load_sd(state_dict, full_model=True)
+        if missing:
+            raise RuntimeError(f"toy model file is missing text-encoder weights: {missing[:5]}")
+    return clip
+
+
+def sparse_token_embedding(weight: torch.Tensor, used: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Only the rows of tokens the toy captions use are stored; the others are zero at load time."""
+    return {"toy.token_ids": used.to(torch.int64), "toy.token_rows": weight[used]}
+
+
+def load_toy_model(path: Path = TOY_WEIGHTS):
+    """(MODEL, CLIP, VAE) from the bundled file."""
+    import comfy.sd
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        raise FileNotFoundError(f"the toy model is not at {path}; train it with scripts/train_toy.py")
+    sd = load_file(str(path))
+    unet_sd = {k[len("unet."):]: v for k, v in sd.items() if k.startswith("unet.")}
+    vae_sd = {k[len("vae."):]: v for k, v in sd.items() if k.startswith("vae.")}
+    clip_sd = {k[len("clip."):]: v for k, v in sd.items() if k.startswith("clip.")}
+    embedding = torch.zeros(TOY_TEXT["vocab_size"], TOY_TEXT["hidden_size"], dtype=sd["toy.token_rows"].dtype)
+    embedding[sd["toy.token_ids"]] = sd["toy.token_rows"]
+    clip_sd[TOKEN_EMBEDDING] = embedding
+    model = build_unet()
+    model.model.diffusion_model.load_state_dict(unet_sd, strict=True)
+    if not all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point()):
+        raise RuntimeError(f"{path} holds NaN or infinite weights")
+    clip = build_clip(clip_sd)
+    vae = comfy.sd.VAE(sd=vae_sd, config=vae_config())
+    return model, clip, vae
+
+
+def model_card_metadata(info: dict) -> dict[str, str]:
+    return {"dragkit_toy": json.dumps(info)}
+
+
+class ToyModelLoader:
+    DESCRIPTION = (
+        "Loads DragKit's bundled toy model (MODEL, CLIP, VAE): a tiny text-to-image latent diffusion model of "
+        "simple coloured shapes on plain or gradient backgrounds, with SD1.5's block structure, trained on a "
+        "CPU. It lets every DragKit graph run and really edit on any machine, with nothing to download. "
+        "Prompts look like 'a red disk and a blue square on a grey background'; images are 128 px."
+    )
+    CATEGORY = "DragKit"
+    FUNCTION = "load"
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    OUTPUT_TOOLTIPS = ("The toy UNet (SD1.5 block structure).", "The toy text encoder (SD1 tokenizer).",
+                       "The toy VAE (8× downscale, 4 latent channels).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def load(self):
+        return load_toy_model()

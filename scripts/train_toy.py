@@ -1,0 +1,223 @@
+"""Train DragKit's bundled toy model on the procedural toy world (deterministic, CPU, < 60 min).
+
+    .venv/bin/python scripts/train_toy.py [--out models/toy/dragkit_toy.safetensors]
+
+Stage 1 trains the tiny VAE (L1 + a small KL) on rendered 128 px scenes and rescales its latents so
+SD1.5's latent factor 0.18215 gives them unit variance. Stage 2 trains the UNet with SD1.5's ε-prediction
+objective (scaled_linear schedule, 1000 steps) on a fixed set of encoded scenes, dropping 10 % of the
+captions for classifier-free guidance. The text encoder (ComfyUI's SD1 CLIP classes, small) stays at
+its seeded random initialisation: a fixed, deterministic embedding of the caption that the UNet
+learns to read (ComfyUI's CLIP forward uses in-place ops and cannot be trained through). Writes the weights
+(fp16, token embedding stored sparsely) and a JSON report next to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))  # comfyenv: ComfyUI in-process
+log = logging.getLogger("dragkit.train_toy")
+SD_LATENT_SCALE = 0.18215
+
+
+def reset_parameters(module: torch.nn.Module, seed: int) -> None:
+    """comfy.ops layers skip torch's initialisation: run the base classes' own reset_parameters."""
+    torch.manual_seed(seed)
+    for m in module.modules():
+        for base in (torch.nn.Conv2d, torch.nn.Linear, torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.Embedding):
+            if isinstance(m, base):
+                base.reset_parameters(m)
+                break
+
+
+def scene_batch(rng: np.random.Generator, count: int) -> tuple[torch.Tensor, list[str]]:
+    from dragkit.drag_core.toy.world import caption, render, sample_scene
+
+    scenes = [sample_scene(rng, 128) for _ in range(count)]
+    images = torch.from_numpy(np.stack([render(s) for s in scenes])).permute(0, 3, 1, 2)
+    return images.float() * 2 - 1, [caption(s) for s in scenes]
+
+
+def vae_moments(vae_model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    moments = vae_model.quant_conv(vae_model.encoder(x)) if vae_model.quant_conv is not None else vae_model.encoder(x)
+    mean, logvar = moments.chunk(2, dim=1)
+    return mean, logvar.clamp(-30.0, 20.0)
+
+
+def vae_decode(vae_model, z: torch.Tensor) -> torch.Tensor:
+    if vae_model.post_quant_conv is not None:
+        z = vae_model.post_quant_conv(z)
+    return vae_model.decoder(z)
+
+
+def train_vae(steps: int, batch: int, seed: int) -> tuple[torch.nn.Module, dict]:
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+    from dragkit.nodes.toy_model import vae_config
+
+    vae_model = AutoencoderKL(**vae_config()["params"])
+    reset_parameters(vae_model, seed)
+    optimizer = torch.optim.AdamW(vae_model.parameters(), lr=1e-3, weight_decay=0.0)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    losses, started = [], time.monotonic()
+    for step in range(steps):
+        x, _ = scene_batch(rng, batch)
+        mean, logvar = vae_moments(vae_model, x)
+        z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=gen)
+        recon = vae_decode(vae_model, z)
+        kl = 0.5 * (mean.square() + logvar.exp() - 1 - logvar).mean()
+        loss = F.l1_loss(recon, x) + 0.5 * F.mse_loss(recon, x) + 1e-5 * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for group in optimizer.param_groups:  # cosine decay to 10 %
+            group["lr"] = 1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / steps)))
+        losses.append(float(loss))
+        if step % 100 == 0 or step == steps - 1:
+            log.info("vae step %d/%d loss %.4f (%.0f s)", step, steps, loss, time.monotonic() - started)
+    # Rescale the latent space so that × 0.18215 (SD1.5's latent_format) gives unit variance.
+    with torch.no_grad():
+        x, _ = scene_batch(np.random.default_rng(seed + 1), 256)
+        mean, _ = vae_moments(vae_model, x)
+        k = 1.0 / (SD_LATENT_SCALE * float(mean.std()))
+        vae_model.quant_conv.weight[:4] *= k
+        vae_model.quant_conv.bias[:4] *= k
+        vae_model.quant_conv.bias[4:] += 2 * math.log(k)  # logvar of k·z
+        vae_model.post_quant_conv.weight /= k
+        x, _ = scene_batch(np.random.default_rng(seed + 2), 64)
+        mean, _ = vae_moments(vae_model, x)
+        recon = vae_decode(vae_model, mean).clamp(-1, 1)
+        mse = F.mse_loss((recon + 1) / 2, (x + 1) / 2).item()
+    report = {"steps": steps, "batch": batch, "seconds": round(time.monotonic() - started, 1),
+              "final_loss": round(float(np.mean(losses[-50:])), 5), "latent_rescale": round(k, 4),
+              "reconstruction_psnr_db": round(10 * math.log10(1 / mse), 2)}
+    log.info("vae done: %s", report)
+    return vae_model, report
+
+
+def encode_dataset(vae_model, count: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    rng = np.random.default_rng(seed)
+    latents, captions = [], []
+    with torch.no_grad():
+        for start in range(0, count, 256):
+            x, caps = scene_batch(rng, min(256, count - start))
+            mean, _ = vae_moments(vae_model, x)
+            latents.append(mean * SD_LATENT_SCALE)
+            captions += caps
+    return torch.cat(latents), captions
+
+
+def train_diffusion(vae_model, steps: int, batch: int, dataset_size: int, seed: int):
+    from dragkit.drag_core.schedule import scaled_linear_alphas_cumprod
+    from dragkit.nodes.toy_model import build_clip, build_unet
+
+    started = time.monotonic()
+    latents, captions = encode_dataset(vae_model, dataset_size, seed + 10)
+    log.info("encoded %d scenes in %.0f s (latent std %.3f)", len(captions), time.monotonic() - started, latents.std())
+    model = build_unet()
+    unet = model.model.diffusion_model
+    reset_parameters(unet, seed)
+    clip = build_clip()
+    text = clip.cond_stage_model.clip_l
+    reset_parameters(text, seed + 1)
+    with torch.no_grad():
+        text.transformer.text_model.embeddings.position_embedding.weight.normal_(0, 0.1)
+    text.requires_grad_(False)
+    tokenizer = clip.tokenizer.clip_l
+    tokens = [[t for t, _ in tokenizer.tokenize_with_weights(c)[0]] for c in captions]
+    empty = [t for t, _ in tokenizer.tokenize_with_weights("")[0]]
+    used = sorted({t for row in tokens + [empty] for t in row})
+    params = list(unet.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=4e-4, weight_decay=0.01)
+    alphas = scaled_linear_alphas_cumprod().float()
+    gen = torch.Generator().manual_seed(seed + 2)
+    losses = []
+    unet.train()
+    for step in range(steps):
+        idx = torch.randint(0, len(captions), (batch,), generator=gen)
+        z0 = latents[idx]
+        drop = torch.rand(batch, generator=gen) < 0.1
+        rows = [empty if drop[i] else tokens[int(j)] for i, j in enumerate(idx)]
+        with torch.no_grad():
+            context, _ = text(rows)
+        t = torch.randint(0, 1000, (batch,), generator=gen)
+        noise = torch.randn(z0.shape, generator=gen)
+        a = alphas[t].reshape(-1, 1, 1, 1)
+        z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        eps = unet(z_t, t.float(), context=context)
+        loss = F.mse_loss(eps, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        warm = min(1.0, (step + 1) / 200)
+        for group in optimizer.param_groups:
+            group["lr"] = 4e-4 * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / steps)))
+        losses.append(float(loss))
+        if step % 200 == 0 or step == steps - 1:
+            log.info("diffusion step %d/%d loss %.4f (%.0f s)", step, steps, np.mean(losses[-200:]),
+                     time.monotonic() - started)
+    report = {"steps": steps, "batch": batch, "dataset_scenes": dataset_size, "seconds": round(time.monotonic() - started, 1),
+              "final_loss": round(float(np.mean(losses[-200:])), 5), "caption_dropout": 0.1}
+    return model, clip, used, report
+
+
+def save(out: Path, vae_model, model, clip, used_tokens: list[int], info: dict) -> None:
+    from dragkit.nodes.toy_model import TOKEN_EMBEDDING, sparse_token_embedding
+    from safetensors.torch import save_file
+
+    tensors = {f"unet.{k}": v for k, v in model.model.diffusion_model.state_dict().items()}
+    tensors.update({f"vae.{k}": v for k, v in vae_model.state_dict().items()})
+    clip_sd = clip.cond_stage_model.state_dict()
+    embedding = clip_sd.pop(TOKEN_EMBEDDING)
+    tensors.update({f"clip.{k}": v for k, v in clip_sd.items()})
+    tensors.update(sparse_token_embedding(embedding, torch.tensor(used_tokens)))
+    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"dragkit_toy": json.dumps(info)})
+    os.replace(tmp, out)
+    (out.with_suffix(".json")).write_text(json.dumps(info, indent=2))
+    log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO / "models" / "toy" / "dragkit_toy.safetensors")
+    parser.add_argument("--vae-steps", type=int, default=1500)
+    parser.add_argument("--vae-batch", type=int, default=16)
+    parser.add_argument("--unet-steps", type=int, default=6000)
+    parser.add_argument("--unet-batch", type=int, default=32)
+    parser.add_argument("--dataset", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    import comfyenv
+
+    comfyenv.setup()
+    started = time.monotonic()
+    vae_model, vae_report = train_vae(args.vae_steps, args.vae_batch, args.seed)
+    model, clip, used, diffusion_report = train_diffusion(vae_model, args.unet_steps, args.unet_batch, args.dataset, args.seed)
+    info = {"vae": vae_report, "diffusion": diffusion_report, "seed": args.seed, "threads": torch.get_num_threads(),
+            "total_seconds": round(time.monotonic() - started, 1), "torch": torch.__version__}
+    save(args.out, vae_model, model, clip, used, info)
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()

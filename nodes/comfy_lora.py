@@ -102,6 +102,15 @@ def posterior_sampler(vae, model):
     return encode
 
 
+def sample_indices(n: int, count: int = 1024) -> torch.Tensor:
+    """``count`` evenly spaced indices into n elements, first and last included, in exact integer
+    arithmetic (a float32 linspace rounds past the end for tensors of tens of millions of values)."""
+    count = min(count, n)
+    if count == 1:
+        return torch.zeros(1, dtype=torch.long)
+    return torch.arange(count, dtype=torch.long) * (n - 1) // (count - 1)
+
+
 def _fingerprint(hasher, value) -> None:
     """Feed a content fingerprint of nested tensors/numbers/strings into ``hasher``. A tensor counts by
     its shape, dtype and 1,024 evenly spaced values: milliseconds for a 2 GB model (reading every
@@ -111,7 +120,7 @@ def _fingerprint(hasher, value) -> None:
         flat = value.detach().reshape(-1)
         hasher.update(f"{tuple(value.shape)}{value.dtype}".encode())
         if flat.numel():
-            idx = torch.linspace(0, flat.numel() - 1, min(1024, flat.numel())).long().to(flat.device)
+            idx = sample_indices(flat.numel()).to(flat.device)
             hasher.update(flat[idx].to(torch.float64).cpu().numpy().tobytes())
     elif isinstance(value, dict):
         for k in sorted(value, key=str):

@@ -37,6 +37,18 @@ def model_latent_in(model, latent: dict, node: str, input_name: str = "latent") 
     return model.model.process_latent_in(samples.detach().clone().float())
 
 
+def single_image(image, node: str, input_name: str = "image") -> torch.Tensor:
+    """IMAGE (1, H, W, 3|4) → the RGB image; refuses other shapes and batches, saying what to do."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
+        raise DragKitInputError(node, input_name, "expected an IMAGE.")
+    if image.shape[0] != 1:
+        raise DragKitInputError(
+            node, input_name, f"got a batch of {image.shape[0]} images; DragKit edits one image at a time "
+            "(pick one with 'Image From Batch')."
+        )
+    return image[..., :3]
+
+
 def model_latent_out(model, z: torch.Tensor) -> dict:
     """The model's latent space → LATENT on ComfyUI's intermediate device."""
     import comfy.model_management

@@ -23,7 +23,7 @@ from .comfy_lora import (
     write_safetensors,
 )
 from .comfy_unet import ComfyBackbone
-from .common import CATEGORY, progress_callback, text_context
+from .common import CATEGORY, progress_callback, single_image, text_context
 from .drag_nodes import resolve_precision, send_text
 from .errors import DragKitInputError
 
@@ -76,18 +76,14 @@ class IdentityLoRATrain:
             raise DragKitInputError(node, "steps", f"must be ≥ 1, got {steps!r}.")
         if not isinstance(rank, int) or rank < 1:
             raise DragKitInputError(node, "rank", f"must be ≥ 1, got {rank!r}.")
-        if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
-            raise DragKitInputError(node, "image", "expected an IMAGE.")
-        if image.shape[0] != 1:
-            raise DragKitInputError(node, "image", f"got a batch of {image.shape[0]} images; the identity LoRA is "
-                                    "trained on the one image being edited (pick it with 'Image From Batch').")
+        image = single_image(image, node)
         if save_name and not _SAFE_NAME.match(save_name):
             raise DragKitInputError(node, "save_name", f"{save_name!r}: use letters, digits, spaces, '-', '_' and '.' only.")
         backbone = ComfyBackbone(model, node)  # validates the model
         context = text_context(conditioning, model, node)
         config = LoRAConfig(rank=rank, lr=lr, steps=steps, batch_size=batch_size, resolution=resolution, seed=seed,
                             precision=resolve_precision(precision, backbone.device))
-        pixels = image[..., :3].detach().float().cpu().movedim(-1, 1).clone()
+        pixels = image.detach().float().cpu().movedim(-1, 1).clone()
 
         started = time.monotonic()
         hashes = content_hashes(model, vae, pixels, context, config)

@@ -9,7 +9,7 @@ import torch
 
 from ..drag_core.points import DragPoints as Points
 from ..drag_core.points import PointsError, RLEMask, parse_points
-from .common import CATEGORY
+from .common import CATEGORY, single_image
 from .errors import DragKitInputError
 from .preview import draw_points, to_pil, ui_images
 
@@ -88,13 +88,7 @@ class DragPoints:
 
     def place(self, image, points, mask=None):
         node = "DragPoints"
-        if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
-            raise DragKitInputError(node, "image", "expected an IMAGE.")
-        if image.shape[0] != 1:
-            raise DragKitInputError(
-                node, "image", f"got a batch of {image.shape[0]} images; DragKit edits one image at a time "
-                "(pick one with 'Image From Batch')."
-            )
+        image = single_image(image, node)
         height, width = int(image.shape[1]), int(image.shape[2])
         if not str(points).strip():
             raise DragKitInputError(node, "points", "no drag points: place at least one handle → target pair.")
@@ -120,7 +114,7 @@ class DragPoints:
             log.info("%s: no editable mask; the whole image may change (the regularizer is off)", node)
         value = PointsOnImage(
             Points(placed.pairs, width, height, RLEMask.from_tensor(editable)),
-            image[..., :3].detach().cpu().clone(),
+            image.detach().cpu().clone(),
         )
-        preview = draw_points(to_pil(image[..., :3]), list(placed.pairs), editable)
+        preview = draw_points(to_pil(image), list(placed.pairs), editable)
         return {"ui": ui_images(preview), "result": (value, editable[None])}

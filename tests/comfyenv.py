@@ -9,25 +9,18 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+from make_test_checkpoint import SD15_UNET  # noqa: E402
 
 # SD1.5's UNet structure (4 levels, 2 res blocks, attention in the first three levels, 16
 # self-attention layers), narrow enough that one forward at a 16×16 latent takes milliseconds.
-TINY_SD15_UNET = {
-    "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4,
-    "model_channels": 32, "num_res_blocks": [2, 2, 2, 2], "channel_mult": [1, 2, 2, 2],
-    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "transformer_depth_middle": 1,
-    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-    "use_spatial_transformer": True, "legacy": False, "adm_in_channels": None,
-    "use_linear_in_transformer": False, "context_dim": 768, "num_heads": 8,
-    "use_temporal_attention": False, "use_temporal_resblock": False,
-}
+TINY_SD15_UNET = {**SD15_UNET, "model_channels": 32, "channel_mult": [1, 2, 2, 2]}
 
 
 def setup() -> None:
     """Import ComfyUI in-process (CPU) and register this repo as the package `dragkit`."""
     if "dragkit" in sys.modules:
         return
-    sys.path.insert(0, str(REPO / "scripts"))
     from comfy_server import comfyui_dir
 
     sys.path.insert(0, str(comfyui_dir()))

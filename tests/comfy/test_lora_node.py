@@ -149,3 +149,12 @@ def test_bad_input_is_a_clear_error(mini, comfy_folders, change, match):
 
     with pytest.raises(DragKitInputError, match="DragKit IdentityLoRATrain: " + match):
         _train(mini, **change)
+
+
+@pytest.mark.parametrize("n", [1, 2, 1000, 29_491_200, 2**31 + 7])
+def test_fingerprint_samples_stay_inside_large_tensors(comfy, n):
+    from dragkit.nodes.comfy_lora import sample_indices
+
+    idx = sample_indices(n)
+    assert idx[0] == 0 and idx[-1] == n - 1 and len(idx) == min(n, 1024)
+    assert bool((idx[1:] >= idx[:-1]).all())

@@ -17,15 +17,6 @@ NO_EXTRAS = UNetRequest()
 BLOB = (4.0, 4.0)  # blob centre in latent cells; grid ≈ 4·4 + 1.5 with align_corners=False upsampling
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convolutions: a second thread only adds contention on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class ToyBackbone:
     """Implements the backbone protocol with fixed convolutions: ε is a random 3×3 conv of z and every
     requested feature map is [z, blur(z), blur(blur(z))] — translation-equivariant and discriminative

@@ -10,15 +10,6 @@ import torch
 from drag_core.motion import all_reached, interpolate_features, motion_supervision_loss, point_tracking
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: extra threads only add contention on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def loop_loss(F: torch.Tensor, handles, targets, r_m: int = 1, stop: float = 2.0):
     """Straightforward per-sample version of SPEC §0.6 with the explicit bilinear formula.
     Returns the loss and the number of samples kept per pair (None for a pair without a term)."""

@@ -1,0 +1,73 @@
+"""Identity-LoRA speed: seconds per training step on the full-size random SD1.5 and the cache-hit time.
+
+    .venv/bin/python bench/lora_speed.py [--size 256] [--steps 3] [--json out.json]
+
+Runs the real IdentityLoRATrain node in-process (as ComfyUI does, under inference mode) with SPEC's
+settings except the step count and crop size: rank 16, batch 4, AdamW 5e-4. A second call with the
+same inputs must be a cache hit (no training); its wall time is reported. The cache lives in a
+temporary ComfyUI models folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
+import comfy_client  # noqa: E402
+import comfyenv  # noqa: E402
+
+log = logging.getLogger("dragkit.bench.lora")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    comfyenv.setup()
+    import comfy.sd
+    import folder_paths
+    import make_test_checkpoint
+    from dragkit.nodes.lora_nodes import IdentityLoRATrain
+
+    checkpoint = make_test_checkpoint.make_checkpoint(comfy_client.CACHE / "dragkit-full-sd15-random.safetensors", "full")
+    folder_paths.models_dir = tempfile.mkdtemp(prefix="dragkit-lora-bench-")
+    with torch.inference_mode():
+        model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(checkpoint))[:4]
+        cond = clip.encode_from_tokens_scheduled(clip.tokenize("a red disk and a blue square"))
+    image = torch.from_numpy(np.asarray(comfy_client.sample_image(args.size), dtype=np.float32) / 255)[None]
+    node = IdentityLoRATrain()
+    times = {}
+    for run in ("train", "cache hit"):
+        started = time.monotonic()
+        with torch.inference_mode():
+            node.train(model, vae, image, cond, args.steps, 16, 5e-4, 4, args.size, 0, "auto", "use", "")
+        times[run] = time.monotonic() - started
+        log.info("%s: %.2f s", run, times[run])
+    result = {
+        "command": " ".join(sys.argv), "size": args.size, "steps": args.steps, "batch": 4, "rank": 16,
+        "train_seconds_total": round(times["train"], 2),
+        "seconds_per_step_upper_bound": round(times["train"] / args.steps, 2),
+        "cache_hit_seconds": round(times["cache hit"], 2), "threads": torch.get_num_threads(),
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

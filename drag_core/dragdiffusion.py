@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .backbone import Backbone, StepCallback, UNetRequest, no_callback
+from .guidance import guided
 from .motion import all_reached, distances, interpolate_features, motion_supervision_loss, point_tracking
 from .precision import PRECISIONS, LossScaler, autocast_for
 from .schedule import ddim_step
@@ -96,6 +97,10 @@ def optimize_latent(
     ``callback(k + 1, max_iterations)`` runs after every iteration (progress, interrupts; may raise);
     ``on_iteration(k, handles, mean distance)`` runs after the tracking of every iteration.
 
+    A state with ``guidance_scale`` > 1 (a generated image, SPEC §1.5) runs each forward on the batch
+    [unconditional, conditional]: ε is CFG-combined and the features are concatenated with weights
+    (1 − c, c), c = s/(2s − 1) (see :mod:`drag_core.guidance`).
+
     One UNet forward per iteration. The forward of iteration 0 (on the unmodified z_t) also provides
     F0 and ε0: the reference computes them in a separate no-grad pass on the same z_t, which gives the
     same values, so this saves one pass and a run that has already reached its targets costs one pass.
@@ -127,6 +132,7 @@ def optimize_latent(
     with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(config.seed)
         context = context.clone()
+        uncond = None if state.uncond_context is None else state.uncond_context.to(device).clone()
         if mask_latent is not None:
             mask_latent = mask_latent.clone()
         z_t = state.source.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
@@ -140,7 +146,7 @@ def optimize_latent(
 
         for k in range(config.max_iterations):
             with autocast():
-                out = backbone(z_t, t, context, request)
+                out = guided(backbone, z_t, t, context, uncond, state.guidance_scale, request)
             result.unet_passes += 1
             result.iterations = k + 1
             F = interpolate_features(out.features, grid_hw)

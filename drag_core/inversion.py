@@ -7,6 +7,7 @@ import logging
 import torch
 
 from .backbone import Backbone, MutualSelfAttention, StepCallback, UNetRequest, no_callback
+from .guidance import guided
 from .schedule import DDIMSchedule, ddim_step
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,15 @@ def ddim_denoise(
     mutual: MutualSelfAttention | None = None,
     mutual_from_index: int = 0,
     callback: StepCallback = no_callback,
+    uncond_context: torch.Tensor | None = None,
+    guidance_scale: float = 1.0,
 ) -> torch.Tensor:
     """Denoise ``z`` (living at ``timesteps[start_index]``) through steps start_index … end_index−1.
 
     ``mutual`` enables mutual self-attention on the steps whose schedule index is at least
-    ``mutual_from_index``. Without ``end_index`` the latent comes out clean (ᾱ = 1).
+    ``mutual_from_index``. Without ``end_index`` the latent comes out clean (ᾱ = 1). With
+    ``uncond_context`` and ``guidance_scale`` > 1 every step is classifier-free guided (mutual pairs
+    then apply per branch).
     """
     end_index = schedule.num_steps if end_index is None else end_index
     if not 0 <= start_index <= end_index <= schedule.num_steps:
@@ -73,7 +78,7 @@ def ddim_denoise(
     for k, i in enumerate(range(start_index, end_index)):
         t = timesteps[i]
         request = UNetRequest(mutual=mutual if (mutual is not None and i >= mutual_from_index) else None)
-        eps = backbone(z, t, context, request).eps
+        eps = guided(backbone, z, t, context, uncond_context, guidance_scale, request).eps
         z = ddim_step(z, eps, schedule.alpha(t), schedule.alpha(schedule.prev_timestep(i)))
         callback(k + 1, total)
     return z

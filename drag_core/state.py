@@ -23,6 +23,9 @@ class DiffusionState:
     context: torch.Tensor  # the text embedding the source was inverted with, (1, tokens, dim)
     edited: torch.Tensor | None = None  # the dragged latent (None: not edited yet)
     chain_start_index: int | None = None  # where denoising of this chain begins; default step_index
+    # Generated images (SPEC §1.5): classifier-free guidance for the drag and the denoising.
+    uncond_context: torch.Tensor | None = None
+    guidance_scale: float = 1.0
 
     @property
     def timestep(self) -> int:

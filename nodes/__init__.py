@@ -1,7 +1,7 @@
 """ComfyUI nodes: thin wrappers that validate inputs, convert ComfyUI types and call drag_core."""
 
 from .drag_nodes import MotionSupervisionOptimize
-from .inversion_nodes import DDIMInvert, ReferenceLatentDenoise
+from .inversion_nodes import DDIMInvert, DDIMSample, ReferenceLatentDenoise
 from .lora_nodes import IdentityLoRATrain
 from .points_nodes import DragPoints
 from .toy_model import ToyModelLoader
@@ -12,6 +12,7 @@ _NODES = {
     "DragKitIdentityLoRATrain": (IdentityLoRATrain, "IdentityLoRATrain"),
     "DragKitDragPoints": (DragPoints, "DragPoints"),
     "DragKitDDIMInvert": (DDIMInvert, "DDIMInvert"),
+    "DragKitDDIMSample": (DDIMSample, "DDIMSample"),
     "DragKitMotionSupervisionOptimize": (MotionSupervisionOptimize, "MotionSupervisionOptimize"),
     "DragKitReferenceLatentDenoise": (ReferenceLatentDenoise, "ReferenceLatentDenoise"),
 }

@@ -129,6 +129,62 @@ class ReferenceLatentDenoise:
             out = ddim_denoise(
                 backbone, z, state.context, schedule, state.step_index, mutual=mutual,
                 mutual_from_index=state.start_index + start_step, callback=progress_callback(total),
+                uncond_context=state.uncond_context, guidance_scale=state.guidance_scale,
             )
         log.info("%s: %d UNet passes (batch %d)", node, total, z.shape[0])
         return (model_latent_out(model, out[-1:]),)
+
+
+class DDIMSample:
+    DESCRIPTION = (
+        "Generates an image from seed noise with DDIM and classifier-free guidance, stopping where the drag "
+        "happens (SPEC §1.5: dragging a generated image). The state keeps the guidance: the drag and "
+        "ReferenceLatentDenoise then run guided too. Denoise the state without a drag to see the image."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "sample"
+    RETURN_TYPES = (STATE_TYPE,)
+    RETURN_NAMES = ("state",)
+    OUTPUT_TOOLTIPS = ("The partly denoised latent with both prompts and the guidance scale.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "An SD1.x/2.x model."}),
+                "positive": ("CONDITIONING", {"tooltip": "The prompt of the image."}),
+                "negative": ("CONDITIONING", {"tooltip": "The unconditional / negative prompt (usually empty)."}),
+                "seed": ("INT", {"default": 42, "min": 0, "max": 2**63 - 1, "tooltip": "Seed of the initial noise."}),
+                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "DDIM steps of the full schedule."}),
+                "cfg": ("FLOAT", {"default": 7.5, "min": 1.0, "max": 30.0, "step": 0.1, "tooltip": "Guidance scale."}),
+                "strength": ("FLOAT", {
+                    "default": 0.7, "min": 0.01, "max": 1.0, "step": 0.01,
+                    "tooltip": "Where the drag happens, as for inversion: 0.7 of 50 steps → stop at t = 681.",
+                }),
+                "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8}),
+                "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8}),
+            }
+        }
+
+    def sample(self, model, positive, negative, seed, steps, cfg, strength, width, height):
+        node = "DDIMSample"
+        if not isinstance(steps, int) or steps < 1:
+            raise DragKitInputError(node, "steps", f"must be a whole number ≥ 1, got {steps!r}.")
+        if not 0.0 < float(strength) <= 1.0:
+            raise DragKitInputError(node, "strength", f"must be in (0, 1], got {strength!r}.")
+        if width % 8 or height % 8:
+            raise DragKitInputError(node, "width", f"width and height must be multiples of 8, got {width}×{height}.")
+        backbone = ComfyBackbone(model, node)
+        context = text_context(positive, model, node, "positive")
+        uncond = text_context(negative, model, node, "negative")
+        schedule = DDIMSchedule(backbone.alphas_cumprod, steps)
+        stop = steps - inversion_step_count(steps, float(strength))
+        channels = model.model.latent_format.latent_channels
+        noise = torch.randn((1, channels, height // 8, width // 8), generator=torch.Generator().manual_seed(seed))
+        backbone.load()
+        with torch.inference_mode(False):
+            z = ddim_denoise(backbone, noise, context, schedule, 0, end_index=stop, callback=progress_callback(max(stop, 1)),
+                             uncond_context=uncond, guidance_scale=float(cfg))
+        log.info("%s: %d guided steps (%d UNet passes at batch 2), latent at t = %d", node, stop, stop,
+                 schedule.timesteps[stop])
+        return (DiffusionState(schedule, stop, z.cpu(), context.cpu(), uncond_context=uncond.cpu(), guidance_scale=float(cfg)),)

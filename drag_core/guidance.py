@@ -1,0 +1,54 @@
+"""Classifier-free guidance on the backbone protocol (SPEC §1.5: dragging generated images).
+
+With guidance scale s > 1 every UNet call runs the batch [unconditional, conditional] of the same
+latents: ε = ε_u + s·(ε_c − ε_u), and the drag's features are the two branches' features concatenated
+on channels with weights (1 − c, c), c = s / (2s − 1). Mutual self-attention pairs apply per branch
+(unconditional edited ← unconditional source, conditional edited ← conditional source).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+
+from .backbone import Backbone, MutualSelfAttention, UNetOutput, UNetRequest
+
+
+def feature_weight(scale: float) -> float:
+    """c = s / (2s − 1): the conditional branch's weight in the concatenated drag features."""
+    return scale / (2 * scale - 1)
+
+
+def concat_contexts(contexts: list[torch.Tensor]) -> torch.Tensor:
+    """Stack text embeddings of different token counts (e.g. 77 and 154) on the batch axis by
+    repeating each to the least common multiple: attention over a repeated sequence is unchanged."""
+    lengths = [c.shape[1] for c in contexts]
+    target = math.lcm(*lengths)
+    return torch.cat([c.repeat(1, target // c.shape[1], 1) for c in contexts])
+
+
+def guided(
+    backbone: Backbone,
+    z: torch.Tensor,
+    timestep: int | torch.Tensor,
+    context: torch.Tensor,
+    uncond_context: torch.Tensor | None = None,
+    scale: float = 1.0,
+    request: UNetRequest = UNetRequest(),
+) -> UNetOutput:
+    """One UNet evaluation, classifier-free guided when ``uncond_context`` is given and scale ≠ 1."""
+    if uncond_context is None or scale == 1.0:
+        return backbone(z, timestep, context, request)
+    b = z.shape[0]
+    both = concat_contexts([uncond_context.expand(b, -1, -1), context.expand(b, -1, -1)])
+    if request.mutual is not None:
+        pairs = request.mutual.pairs + tuple((e + b, s + b) for e, s in request.mutual.pairs)
+        request = replace(request, mutual=MutualSelfAttention(request.mutual.layers, pairs))
+    out = backbone(torch.cat([z, z]), timestep, both, request)
+    eps_u, eps_c = out.eps.chunk(2)
+    c = feature_weight(scale)
+    features = [torch.cat([(1 - c) * f_u, c * f_c], dim=1) for f_u, f_c in (f.chunk(2) for f in out.features)]
+    bottleneck = out.bottleneck
+    return UNetOutput(eps=eps_u + scale * (eps_c - eps_u), features=features, bottleneck=bottleneck)

@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--base", type=Path, default=REPO / ".comfyui" / "base")
     args = parser.parse_args()
     server = start(args.base, args.port)
+    # The server runs in its own session; stop it when we are told to stop, not only on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log.info("ComfyUI with DragKit: %s  (log: %s; Ctrl-C stops it)", server.url, server.log_path)
     try:
         server.process.wait()

@@ -158,3 +158,28 @@ def test_fingerprint_samples_stay_inside_large_tensors(comfy, n):
     idx = sample_indices(n)
     assert idx[0] == 0 and idx[-1] == n - 1 and len(idx) == min(n, 1024)
     assert bool((idx[1:] >= idx[:-1]).all())
+
+
+def test_training_lowers_the_epsilon_loss_on_a_fixed_batch(mini, comfy_folders):
+    from dragkit.drag_core.schedule import scaled_linear_alphas_cumprod
+    from dragkit.nodes.comfy_unet import ComfyBackbone
+
+    gen = torch.Generator().manual_seed(11)
+    with torch.inference_mode():
+        z0 = mini.vae.encode(IMAGE[:, :64, :64]) * 0.18215
+    z0 = z0.expand(4, -1, -1, -1)
+    t = torch.tensor([100, 300, 500, 700])
+    noise = torch.randn(z0.shape, generator=gen)
+    a = scaled_linear_alphas_cumprod()[t].float().reshape(-1, 1, 1, 1)
+    z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+
+    def loss(model) -> float:
+        backbone = ComfyBackbone(model, "Test")
+        backbone.load()
+        with torch.no_grad():
+            return torch.nn.functional.mse_loss(backbone(z_t, t, mini.cond[0][0]).eps, noise).item()
+
+    before = loss(mini.model)
+    patched, _ = _train(mini, steps=6, lr=2e-3, batch_size=4)
+    after = loss(patched)
+    assert after < before, (before, after)

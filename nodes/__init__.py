@@ -4,11 +4,10 @@ from .drag_nodes import MotionSupervisionOptimize
 from .inversion_nodes import DDIMInvert, DDIMSample, ReferenceLatentDenoise
 from .lora_nodes import IdentityLoRATrain
 from .points_nodes import DragPoints
-from .toy_model import ToyModelLoader
+from .toy_model import TOY_WEIGHTS, ToyModelLoader
 
 # Node ids are global across every installed pack, hence the prefix. Never rename them.
 _NODES = {
-    "DragKitToyModelLoader": (ToyModelLoader, "ToyModelLoader"),
     "DragKitIdentityLoRATrain": (IdentityLoRATrain, "IdentityLoRATrain"),
     "DragKitDragPoints": (DragPoints, "DragPoints"),
     "DragKitDDIMInvert": (DDIMInvert, "DDIMInvert"),
@@ -16,6 +15,10 @@ _NODES = {
     "DragKitMotionSupervisionOptimize": (MotionSupervisionOptimize, "MotionSupervisionOptimize"),
     "DragKitReferenceLatentDenoise": (ReferenceLatentDenoise, "ReferenceLatentDenoise"),
 }
+
+# The loader is offered only when the trained toy weights are in the checkout.
+if TOY_WEIGHTS.exists():
+    _NODES["DragKitToyModelLoader"] = (ToyModelLoader, "ToyModelLoader")
 
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, (cls, _) in _NODES.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: name for node_id, (_, name) in _NODES.items()}

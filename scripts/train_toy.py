@@ -84,7 +84,7 @@ def train_vae(steps: int, batch: int, seed: int) -> tuple[torch.nn.Module, dict]
         optimizer.step()
         for group in optimizer.param_groups:  # cosine decay to 10 %
             group["lr"] = 1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / steps)))
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 100 == 0 or step == steps - 1:
             log.info("vae step %d/%d loss %.4f (%.0f s)", step, steps, loss, time.monotonic() - started)
     # Rescale the latent space so that × 0.18215 (SD1.5's latent_format) gives unit variance.
@@ -167,7 +167,7 @@ def train_diffusion(vae_model, steps: int, batch: int, dataset_size: int, seed: 
         warm = min(1.0, (step + 1) / 200)
         for group in optimizer.param_groups:
             group["lr"] = 4e-4 * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / steps)))
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 200 == 0 or step == steps - 1:
             log.info("diffusion step %d/%d loss %.4f (%.0f s)", step, steps, np.mean(losses[-200:]),
                      time.monotonic() - started)

@@ -40,6 +40,7 @@ def main() -> None:
     comfyenv.setup()
     import comfy.sd
     import folder_paths
+
     import make_test_checkpoint
     from dragkit.nodes.lora_nodes import IdentityLoRATrain
 

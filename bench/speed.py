@@ -196,12 +196,12 @@ def editable_mask(size: int) -> torch.Tensor:
 
 def run_pipeline(args: argparse.Namespace, sampler: RssSampler, counter: PassCounter) -> tuple[list[Stage], dict]:
     import comfy.sd
+    import nodes as comfy_nodes
+
     import make_test_checkpoint
     from dragkit.nodes.drag_nodes import MotionSupervisionOptimize
     from dragkit.nodes.inversion_nodes import DDIMInvert, ReferenceLatentDenoise
     from dragkit.nodes.points_nodes import DragPoints
-
-    import nodes as comfy_nodes
 
     stages: list[Stage] = []
     info: dict = {}
@@ -542,6 +542,7 @@ def main() -> None:
 
     comfyenv.setup()  # in-process ComfyUI on the CPU, this repo importable as `dragkit`
     import folder_paths
+
     from dragkit.nodes.comfy_unet import ComfyBackbone
 
     temp = tempfile.TemporaryDirectory(prefix="dragkit-bench-")

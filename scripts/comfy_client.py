@@ -9,9 +9,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import comfy_server
 import numpy as np
 from PIL import Image
+
+import comfy_server
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache"

@@ -64,6 +64,7 @@ def vae_decode(vae_model, z: torch.Tensor) -> torch.Tensor:
 
 def train_vae(steps: int, batch: int, seed: int) -> tuple[torch.nn.Module, dict]:
     from comfy.ldm.models.autoencoder import AutoencoderKL
+
     from dragkit.nodes.toy_model import vae_config
 
     vae_model = AutoencoderKL(**vae_config()["params"])
@@ -177,8 +178,9 @@ def train_diffusion(vae_model, steps: int, batch: int, dataset_size: int, seed: 
 
 
 def save(out: Path, vae_model, model, clip, used_tokens: list[int], info: dict) -> None:
-    from dragkit.nodes.toy_model import TOKEN_EMBEDDING, sparse_token_embedding
     from safetensors.torch import save_file
+
+    from dragkit.nodes.toy_model import TOKEN_EMBEDDING, sparse_token_embedding
 
     tensors = {f"unet.{k}": v for k, v in model.model.diffusion_model.state_dict().items()}
     tensors.update({f"vae.{k}": v for k, v in vae_model.state_dict().items()})

@@ -1,5 +1,6 @@
-import comfyenv
 import pytest
+
+import comfyenv
 
 
 @pytest.fixture(scope="session")

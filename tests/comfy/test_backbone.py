@@ -21,6 +21,7 @@ def test_layout_matches_sd15_structure(tiny_model):
 
 def test_timesteps_match_comfyui_ddim_uniform(tiny_model):
     import comfy.samplers
+
     from dragkit.drag_core.schedule import DDIMSchedule
 
     sampling = tiny_model.get_model_object("model_sampling")

@@ -46,6 +46,7 @@ def _train(mini, **kw):
 
 def test_full_sd15_shapes_give_3188736_parameters_without_allocating(comfy):
     import comfy.supported_models
+
     from dragkit.drag_core.lora import lora_parameter_count
     from dragkit.nodes.comfy_lora import attention_projections
     from make_test_checkpoint import SD15_UNET
@@ -74,10 +75,10 @@ def test_training_adapts_exactly_the_attention_projections_and_leaves_the_model(
 
 
 def test_saved_lora_loads_in_core_loraloader_and_matches_the_patched_model(mini, comfy_folders):
-    from dragkit.nodes.comfy_unet import ComfyBackbone
+    import nodes as comfy_nodes
     from safetensors import safe_open
 
-    import nodes as comfy_nodes
+    from dragkit.nodes.comfy_unet import ComfyBackbone
 
     patched, lora = _train(mini, save_name="dragkit_identity_test")
     path = comfy_folders / "loras" / "dragkit_identity_test.safetensors"

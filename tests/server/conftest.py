@@ -1,7 +1,8 @@
 """The server tier: a real ComfyUI server on a free loopback port with only DragKit loaded."""
 
-import comfy_server
 import pytest
+
+import comfy_server
 from comfy_client import MINI_CHECKPOINT, TEST_IMAGE, Client, sample_image
 
 

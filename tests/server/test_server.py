@@ -5,8 +5,9 @@ import json
 import threading
 
 import websocket
-from comfy_client import reconstruction_graph
 from PIL import Image
+
+from comfy_client import reconstruction_graph
 
 
 def test_every_dragkit_node_is_listed_and_the_pack_imported_cleanly(client, server):

@@ -1,9 +1,9 @@
 import pytest
 import torch
-from toy_backbones import SmoothBackbone
 
 from drag_core.inversion import ddim_denoise, ddim_invert
 from drag_core.schedule import DDIMSchedule, ddim_step
+from toy_backbones import SmoothBackbone
 
 
 @pytest.fixture

@@ -16,6 +16,13 @@ from .errors import DragKitInputError
 log = logging.getLogger(__name__)
 
 
+def check_schedule(node: str, steps, strength_name: str, strength) -> None:
+    if not isinstance(steps, int) or steps < 1:
+        raise DragKitInputError(node, "steps", f"must be a whole number ≥ 1, got {steps!r}.")
+    if not 0.0 < float(strength) <= 1.0:
+        raise DragKitInputError(node, strength_name, f"must be in (0, 1], got {strength!r}.")
+
+
 class DDIMInvert:
     DESCRIPTION = (
         "DDIM-inverts an encoded image part of the way into the noise (SPEC §0.2), no CFG, with the "
@@ -54,10 +61,7 @@ class DDIMInvert:
 
     def invert(self, model, latent, conditioning, steps, inversion_strength, first_step_correction):
         node = "DDIMInvert"
-        if not isinstance(steps, int) or steps < 1:
-            raise DragKitInputError(node, "steps", f"must be a whole number ≥ 1, got {steps!r}.")
-        if not 0.0 < float(inversion_strength) <= 1.0:
-            raise DragKitInputError(node, "inversion_strength", f"must be in (0, 1], got {inversion_strength!r}.")
+        check_schedule(node, steps, "inversion_strength", inversion_strength)
         backbone = ComfyBackbone(model, node)
         z0 = model_latent_in(model, latent, node)
         context = text_context(conditioning, model, node)
@@ -168,10 +172,7 @@ class DDIMSample:
 
     def sample(self, model, positive, negative, seed, steps, cfg, strength, width, height):
         node = "DDIMSample"
-        if not isinstance(steps, int) or steps < 1:
-            raise DragKitInputError(node, "steps", f"must be a whole number ≥ 1, got {steps!r}.")
-        if not 0.0 < float(strength) <= 1.0:
-            raise DragKitInputError(node, "strength", f"must be in (0, 1], got {strength!r}.")
+        check_schedule(node, steps, "strength", strength)
         if width % 8 or height % 8:
             raise DragKitInputError(node, "width", f"width and height must be multiples of 8, got {width}×{height}.")
         backbone = ComfyBackbone(model, node)

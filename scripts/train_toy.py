@@ -207,13 +207,31 @@ def main() -> None:
     parser.add_argument("--unet-batch", type=int, default=32)
     parser.add_argument("--dataset", type=int, default=8000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse-vae", action="store_true", help="reuse the stage-1 VAE written by an earlier run")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     import comfyenv
 
     comfyenv.setup()
     started = time.monotonic()
-    vae_model, vae_report = train_vae(args.vae_steps, args.vae_batch, args.seed)
+    stage1 = args.out.with_name(args.out.stem + ".vae-stage.safetensors")
+    if args.reuse_vae and stage1.exists():  # stage 1 is deterministic: reuse it after an interrupted run
+        from comfy.ldm.models.autoencoder import AutoencoderKL
+        from safetensors.torch import load_file
+
+        from dragkit.nodes.toy_model import vae_config
+
+        vae_model = AutoencoderKL(**vae_config()["params"])
+        vae_model.load_state_dict(load_file(str(stage1)))
+        vae_report = json.loads(stage1.with_suffix(".json").read_text())
+        log.info("reusing the stage-1 VAE from %s", stage1)
+    else:
+        from safetensors.torch import save_file
+
+        vae_model, vae_report = train_vae(args.vae_steps, args.vae_batch, args.seed)
+        stage1.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in vae_model.state_dict().items()}, str(stage1))
+        stage1.with_suffix(".json").write_text(json.dumps(vae_report))
     model, clip, used, diffusion_report = train_diffusion(vae_model, args.unet_steps, args.unet_batch, args.dataset, args.seed)
     info = {"vae": vae_report, "diffusion": diffusion_report, "seed": args.seed, "threads": torch.get_num_threads(),
             "total_seconds": round(time.monotonic() - started, 1), "torch": torch.__version__}

@@ -184,3 +184,23 @@ def test_training_lowers_the_epsilon_loss_on_a_fixed_batch(mini, comfy_folders):
     patched, _ = _train(mini, steps=6, lr=2e-3, batch_size=4)
     after = loss(patched)
     assert after < before, (before, after)
+
+
+def test_the_training_adapters_do_not_linger_on_the_input_model(mini, comfy_folders):
+    from dragkit.drag_core.lora import LoRADelta
+    from dragkit.nodes.comfy_unet import ComfyBackbone
+
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+
+    def eps():
+        backbone = ComfyBackbone(mini.model, "Test")
+        backbone.load()
+        with torch.no_grad():
+            return backbone(z, 481, mini.cond[0][0]).eps
+
+    before = eps()
+    _train(mini)
+    after = eps()
+    lingering = [m for m in mini.model.model.modules() for f in getattr(m, "weight_function", []) if isinstance(f, LoRADelta)]
+    assert not lingering
+    assert torch.equal(before, after)

@@ -87,7 +87,7 @@ def train_vae(steps: int, batch: int, seed: int) -> tuple[torch.nn.Module, dict]
             group["lr"] = 1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / steps)))
         losses.append(loss.item())
         if step % 100 == 0 or step == steps - 1:
-            log.info("vae step %d/%d loss %.4f (%.0f s)", step, steps, loss, time.monotonic() - started)
+            log.info("vae step %d/%d loss %.4f (%.0f s)", step, steps, losses[-1], time.monotonic() - started)
     # Rescale the latent space so that × 0.18215 (SD1.5's latent_format) gives unit variance.
     with torch.no_grad():
         x, _ = scene_batch(np.random.default_rng(seed + 1), 256)

@@ -22,7 +22,6 @@ class DiffusionState:
     source: torch.Tensor  # the inverted source latent z_t
     context: torch.Tensor  # the text embedding the source was inverted with, (1, tokens, dim)
     edited: torch.Tensor | None = None  # the dragged latent (None: not edited yet)
-    chain_start_index: int | None = None  # where denoising of this chain begins; default step_index
     # Generated images (SPEC §1.5): classifier-free guidance for the drag and the denoising.
     uncond_context: torch.Tensor | None = None
     guidance_scale: float = 1.0
@@ -30,10 +29,6 @@ class DiffusionState:
     @property
     def timestep(self) -> int:
         return self.schedule.timesteps[self.step_index]
-
-    @property
-    def start_index(self) -> int:
-        return self.step_index if self.chain_start_index is None else self.chain_start_index
 
     def with_edit(self, edited: torch.Tensor) -> DiffusionState:
         return replace(self, edited=edited)

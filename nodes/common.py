@@ -85,3 +85,22 @@ def progress_callback(total: int):
         bar.update_absolute(done, _total)
 
     return callback
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto': the reference's fp16 autocast + loss scaling on CUDA, fp32 elsewhere."""
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def send_text(node_id, text: str) -> None:
+    """Show a line of text on the node while it runs (no-op outside a server)."""
+    if node_id is None:
+        return
+    try:
+        from server import PromptServer
+
+        PromptServer.instance.send_progress_text(text, node_id)
+    except (ImportError, AttributeError):
+        pass

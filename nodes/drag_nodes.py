@@ -12,7 +12,7 @@ from ..drag_core.mask import editable_mask_for_latent
 from ..drag_core.points import PointsError, grid_points
 from ..drag_core.state import DiffusionState
 from .comfy_unet import ComfyBackbone
-from .common import CATEGORY, STATE_TYPE, progress_callback
+from .common import CATEGORY, STATE_TYPE, progress_callback, resolve_precision, send_text
 from .errors import DragKitInputError
 from .points_nodes import POINTS_TYPE, PointsOnImage
 from .preview import draw_points, to_image, to_pil, ui_images
@@ -28,25 +28,6 @@ def parse_blocks(text: str, node: str) -> tuple[int, ...]:
     if not blocks:
         raise DragKitInputError(node, "feature_blocks", f"expected decoder block numbers like '2' or '1,2', got {text!r}.")
     return blocks
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto': the reference's fp16 autocast + loss scaling on CUDA, fp32 elsewhere."""
-    if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    return precision
-
-
-def send_text(node_id, text: str) -> None:
-    """Show a line of text on the node while it runs (no-op outside a server)."""
-    if node_id is None:
-        return
-    try:
-        from server import PromptServer
-
-        PromptServer.instance.send_progress_text(text, node_id)
-    except (ImportError, AttributeError):
-        pass
 
 
 class MotionSupervisionOptimize:

@@ -132,7 +132,7 @@ class ReferenceLatentDenoise:
         with torch.inference_mode(False):
             out = ddim_denoise(
                 backbone, z, state.context, schedule, state.step_index, mutual=mutual,
-                mutual_from_index=state.start_index + start_step, callback=progress_callback(total),
+                mutual_from_index=state.step_index + start_step, callback=progress_callback(total),
                 uncond_context=state.uncond_context, guidance_scale=state.guidance_scale,
             )
         log.info("%s: %d UNet passes (batch %d)", node, total, z.shape[0])

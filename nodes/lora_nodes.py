@@ -23,8 +23,7 @@ from .comfy_lora import (
     write_safetensors,
 )
 from .comfy_unet import ComfyBackbone
-from .common import CATEGORY, progress_callback, single_image, text_context
-from .drag_nodes import resolve_precision, send_text
+from .common import CATEGORY, progress_callback, resolve_precision, send_text, single_image, text_context
 from .errors import DragKitInputError
 
 log = logging.getLogger(__name__)

@@ -27,12 +27,6 @@ class PointsOnImage:
     # After a drag: each handle's tracked path in pixels, one position per iteration (last = final).
     trajectories: tuple[tuple[tuple[float, float], ...], ...] = ()
 
-    def final_handles(self) -> tuple[tuple[float, float], ...]:
-        """Where the handles ended up (the placed handles if no drag ran)."""
-        if not self.trajectories:
-            return self.points.handles
-        return tuple(path[-1] if path else h for path, h in zip(self.trajectories, self.points.handles))
-
     def mask(self) -> torch.Tensor | None:
         """(H, W) 0/1 editable region, or None when nothing is masked."""
         m = self.points.mask_tensor()

@@ -4,7 +4,6 @@ the very same graphs run on it as on a real SD1.5 checkpoint."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -105,10 +104,6 @@ def load_toy_model(path: Path = TOY_WEIGHTS):
     clip = build_clip(clip_sd)
     vae = comfy.sd.VAE(sd=vae_sd, config=vae_config())
     return model, clip, vae
-
-
-def model_card_metadata(info: dict) -> dict[str, str]:
-    return {"dragkit_toy": json.dumps(info)}
 
 
 class ToyModelLoader:

@@ -2,6 +2,8 @@
 
 Reads next to SPEC §1.3. The LoRA (§1.1), inversion (§1.2) and reference-latent denoising (§1.4)
 are separate stages; this module only turns an inverted state plus points into an edited z_t.
+The loop itself (:func:`motion_supervision_drag`) is shared with DragNoise (``dragnoise.py``), which
+optimizes the UNet bottleneck instead of z_t.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .backbone import Backbone, StepCallback, UNetRequest, no_callback
+from .backbone import Backbone, StepCallback, UNetOutput, UNetRequest, no_callback
 from .guidance import guided
 from .motion import all_reached, distances, interpolate_features, motion_supervision_loss, point_tracking
 from .precision import PRECISIONS, LossScaler, autocast_for
@@ -40,6 +42,9 @@ class DragConfig:
     seed: int = 42
     # "fp32", or autocast "fp16" (with dynamic loss scaling, the reference's CUDA default) or "bf16".
     precision: str = "fp32"
+    # The released DragNoise code adds the λ term even without a mask (everything is regularized);
+    # DragDiffusion, and the default, skip it then (SPEC §2).
+    mask_term_without_mask: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -58,7 +63,7 @@ class DragConfig:
 
 @dataclass
 class DragResult:
-    latent: torch.Tensor  # the edited z_t, detached, on the CPU, float32
+    latent: torch.Tensor  # the edited z_t, detached, on the CPU, float32 (DragNoise: z_t unchanged)
     handles: torch.Tensor  # final tracked handles, grid (row, col)
     trajectory: list[torch.Tensor] = field(default_factory=list)  # handles at each iteration (after tracking)
     distances: list[float] = field(default_factory=list)  # mean handle→target distance at each iteration
@@ -68,6 +73,7 @@ class DragResult:
     skipped_steps: list[int] = field(default_factory=list)  # iterations whose step was skipped (non-finite)
     reached: bool = False  # stopped because every handle reached its target
     final_distance: float = math.nan  # mean handle→target distance at the end, grid cells
+    bottleneck: torch.Tensor | None = None  # DragNoise: the optimized h, detached, on the CPU, float32
 
 
 def to_pixels(grid_points: torch.Tensor, image_h: int, image_w: int) -> torch.Tensor:
@@ -88,8 +94,10 @@ def optimize_latent(
     on_iteration: IterationCallback | None = None,
     grid_hw: tuple[int, int] | None = None,
 ) -> DragResult:
-    """Optimize z_t = ``state.source`` so the features at the handles move to the targets (SPEC §1.3).
+    """Optimize z_t so the features at the handles move to the targets (SPEC §1.3).
 
+    z_t is the state's edited latent: the inverted source, or the edited branch of a training-free
+    drag (SPEC §3), evaluated with that branch's prompt.
     ``handles``/``targets``: (N, 2) grid (row, col), e.g. from ``points.grid_points``.
     ``mask_latent``: (1, 1, h, w) editable region from ``mask.editable_mask_for_latent``; None = no mask.
     ``grid_hw``: the supervision grid (⌊H/2⌋, ⌊W/2⌋) of the image; default 4× the latent size, which is
@@ -107,11 +115,70 @@ def optimize_latent(
     Gradients are taken with respect to z_t only (torch.autograd.grad), so the UNet weights never
     accumulate gradients even if they require grad (SPEC §1.3: "freeze the weights").
     """
+
+    def latent_variable(step: UNetStep, z_t: torch.Tensor) -> DragVariable:
+        return DragVariable(initial=z_t, forward=step, z_t=lambda z: z)
+
+    result, z_t = motion_supervision_drag(
+        backbone, state, handles, targets, mask_latent, config, latent_variable, callback, on_iteration, grid_hw
+    )
+    result.latent = z_t
+    return result
+
+
+@dataclass(frozen=True)
+class UNetStep:
+    """The UNet evaluation a drag repeats: at the state's timestep, with the dragged branch's prompt,
+    classifier-free guided when the state is, returning the supervising features."""
+
+    backbone: Backbone
+    timestep: int
+    context: torch.Tensor
+    uncond_context: torch.Tensor | None
+    guidance_scale: float
+    feature_blocks: tuple[int, ...]
+
+    def __call__(
+        self, z: torch.Tensor, bottleneck: torch.Tensor | None = None, capture_bottleneck: bool = False
+    ) -> UNetOutput:
+        request = UNetRequest(self.feature_blocks, capture_bottleneck=capture_bottleneck, bottleneck=bottleneck)
+        return guided(self.backbone, z, self.timestep, self.context, self.uncond_context, self.guidance_scale, request)
+
+
+@dataclass(frozen=True)
+class DragVariable:
+    """What a drag optimizes: z_t itself (DragDiffusion) or the bottleneck h with z_t fixed (DragNoise)."""
+
+    initial: torch.Tensor  # the starting value; the loop optimizes a float32 copy of it
+    forward: Callable[[torch.Tensor], UNetOutput]  # the UNet evaluation as a function of the variable
+    z_t: Callable[[torch.Tensor], torch.Tensor]  # the latent the mask term's DDIM step starts from
+    unet_passes: int = 0  # passes spent preparing the variable
+
+
+def motion_supervision_drag(
+    backbone: Backbone,
+    state: DiffusionState,
+    handles: torch.Tensor,
+    targets: torch.Tensor,
+    mask_latent: torch.Tensor | None,
+    config: DragConfig,
+    make_variable: Callable[[UNetStep, torch.Tensor], DragVariable],
+    callback: StepCallback = no_callback,
+    on_iteration: IterationCallback | None = None,
+    grid_hw: tuple[int, int] | None = None,
+) -> tuple[DragResult, torch.Tensor]:
+    """The drag loop shared by DragDiffusion and DragNoise (SPEC §1.3, §2): motion supervision, point
+    tracking, the masked regularizer and the stop rule, with Adam on the tensor ``make_variable``
+    chooses. Returns the result and the optimized variable (detached, CPU, float32).
+
+    ``make_variable(step, z_t)`` runs inside the loop's gradient context with the state's edited
+    latent z_t (a float32 copy on the backbone's device) and returns what to optimize.
+    """
     device = backbone.device
     latent_hw = tuple(state.source.shape[-2:])
     grid_hw = grid_hw if grid_hw is not None else (4 * latent_hw[0], 4 * latent_hw[1])
     handles, targets = _check_points(handles, targets, grid_hw)
-    if not torch.isfinite(state.source).all():
+    if not torch.isfinite(state.edited_latent).all():
         raise RuntimeError("the source latent z_t contains NaN or infinite values; re-run the inversion")
     if mask_latent is not None:
         mask_latent = mask_latent.to(device=device, dtype=torch.float32)
@@ -122,8 +189,6 @@ def optimize_latent(
     t = state.timestep
     alpha_t = schedule.alpha(t)
     alpha_prev = schedule.alpha(schedule.prev_timestep(state.step_index))
-    context = state.context.to(device)
-    request = UNetRequest(feature_blocks=tuple(config.feature_blocks))
 
     # ComfyUI runs nodes under torch.inference_mode(): leave it (and any no_grad) for the optimization,
     # and clone the inputs, since inference tensors cannot be saved for backward.
@@ -131,22 +196,28 @@ def optimize_latent(
     fork_devices = [device] if device.type == "cuda" else []
     with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(config.seed)
-        context = context.clone()
         uncond = None if state.uncond_context is None else state.uncond_context.to(device).clone()
+        step = UNetStep(backbone, t, state.edited_context.to(device).clone(), uncond, state.guidance_scale,
+                        tuple(config.feature_blocks))
+        # The released DragNoise code regularizes the whole latent when there is no mask (mask = 0).
+        if mask_latent is None and config.mask_term_without_mask:
+            mask_latent = torch.zeros((1, 1, *latent_hw), device=device)
         if mask_latent is not None:
             mask_latent = mask_latent.clone()
-        z_t = state.source.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([z_t], lr=config.lr)
+        z_t = state.edited_latent.detach().to(device=device, dtype=torch.float32).clone()
+        variable = make_variable(step, z_t)
+        x = variable.initial.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([x], lr=config.lr)
         scaler = LossScaler(config.precision == "fp16")
         autocast = autocast_for(device, config.precision)
         handles_init = handles.clone()
-        result = DragResult(latent=state.source, handles=handles.clone())
+        result = DragResult(latent=state.edited_latent, handles=handles.clone(), unet_passes=variable.unet_passes)
         F0: torch.Tensor | None = None
         z_prev_0: torch.Tensor | None = None
 
         for k in range(config.max_iterations):
             with autocast():
-                out = guided(backbone, z_t, t, context, uncond, state.guidance_scale, request)
+                out = variable.forward(x)
             result.unet_passes += 1
             result.iterations = k + 1
             F = interpolate_features(out.features, grid_hw)
@@ -156,7 +227,7 @@ def optimize_latent(
                 if not finite:
                     raise RuntimeError("the UNet returned NaN or infinite features/ε on the unmodified latent")
                 F0 = F.detach()
-                z_prev_0 = ddim_step(z_t.detach(), eps.detach(), alpha_t, alpha_prev)
+                z_prev_0 = ddim_step(variable.z_t(x).detach(), eps.detach(), alpha_t, alpha_prev)
             elif finite:
                 handles = point_tracking(F0, F.detach(), handles_init, handles, config.r_p)
 
@@ -174,21 +245,21 @@ def optimize_latent(
             if finite:
                 loss = motion_supervision_loss(F, handles, targets, config.r_m, config.stop_distance)
                 if mask_latent is not None:
-                    z_prev = ddim_step(z_t, eps, alpha_t, alpha_prev)
+                    z_prev = ddim_step(variable.z_t(x), eps, alpha_t, alpha_prev)
                     loss = loss + config.lam * ((z_prev - z_prev_0).abs() * (1.0 - mask_latent)).sum()
                 finite = bool(torch.isfinite(loss)) and loss.requires_grad
             if finite:
-                (grad,) = torch.autograd.grad(loss * scaler.scale, [z_t])
+                (grad,) = torch.autograd.grad(loss * scaler.scale, [x])
                 grad = grad / scaler.scale
                 finite = bool(torch.isfinite(grad).all())
                 scaler.update(finite)
             if finite:
-                z_t.grad = grad
+                x.grad = grad
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 result.steps += 1
-                if not torch.isfinite(z_t).all():
-                    raise RuntimeError(f"z_t became NaN or infinite at iteration {k}; try a smaller lr")
+                if not torch.isfinite(x).all():
+                    raise RuntimeError(f"the optimized tensor became NaN or infinite at iteration {k}; try a smaller lr")
             else:
                 result.skipped_steps.append(k)
                 log.warning(
@@ -197,7 +268,6 @@ def optimize_latent(
                 )
             callback(k + 1, config.max_iterations)
 
-    result.latent = z_t.detach().cpu()
     result.handles = handles.clone()
     result.final_distance = float(distances(handles, targets).mean())
     log.info(
@@ -208,7 +278,7 @@ def optimize_latent(
         result.final_distance,
         f", {len(result.skipped_steps)} steps skipped" if result.skipped_steps else "",
     )
-    return result
+    return result, x.detach().cpu()
 
 
 def _check_points(

@@ -4,6 +4,10 @@ With guidance scale s > 1 every UNet call runs the batch [unconditional, conditi
 latents: ε = ε_u + s·(ε_c − ε_u), and the drag's features are the two branches' features concatenated
 on channels with weights (1 − c, c), c = s / (2s − 1). Mutual self-attention pairs apply per branch
 (unconditional edited ← unconditional source, conditional edited ← conditional source).
+
+The bottleneck (DragNoise, SPEC §2) is per branch too: under guidance a captured middle-block output
+is returned as the UNet saw it, [unconditional; conditional] stacked on the batch (2b items), and a
+replacement must be given in the same layout, so each branch gets back its own optimized h.
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ def guided(
     if uncond_context is None or scale == 1.0:
         return backbone(z, timestep, context, request)
     b = z.shape[0]
+    if request.bottleneck is not None and request.bottleneck.shape[0] != 2 * b:
+        raise ValueError(
+            f"under guidance the bottleneck holds [unconditional; conditional] ({2 * b} items), "
+            f"got {request.bottleneck.shape[0]}"
+        )
     both = concat_contexts([uncond_context.expand(b, -1, -1), context.expand(b, -1, -1)])
     if request.mutual is not None:
         pairs = request.mutual.pairs + tuple((e + b, s + b) for e, s in request.mutual.pairs)
@@ -50,5 +59,4 @@ def guided(
     eps_u, eps_c = out.eps.chunk(2)
     c = feature_weight(scale)
     features = [torch.cat([(1 - c) * f_u, c * f_c], dim=1) for f_u, f_c in (f.chunk(2) for f in out.features)]
-    bottleneck = out.bottleneck
-    return UNetOutput(eps=eps_u + scale * (eps_c - eps_u), features=features, bottleneck=bottleneck)
+    return UNetOutput(eps=eps_u + scale * (eps_c - eps_u), features=features, bottleneck=out.bottleneck)

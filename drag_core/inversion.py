@@ -62,13 +62,17 @@ def ddim_denoise(
     callback: StepCallback = no_callback,
     uncond_context: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
+    bottleneck: torch.Tensor | None = None,
+    bottleneck_until_index: int = 0,
 ) -> torch.Tensor:
     """Denoise ``z`` (living at ``timesteps[start_index]``) through steps start_index … end_index−1.
 
     ``mutual`` enables mutual self-attention on the steps whose schedule index is at least
     ``mutual_from_index``. Without ``end_index`` the latent comes out clean (ᾱ = 1). With
     ``uncond_context`` and ``guidance_scale`` > 1 every step is classifier-free guided (mutual pairs
-    then apply per branch).
+    then apply per branch). ``context`` is (1 or B, tokens, dim): one prompt, or one per batch item.
+    ``bottleneck`` replaces the middle-block output on the steps whose schedule index is below
+    ``bottleneck_until_index`` (DragNoise's semantic propagation, SPEC §2).
     """
     end_index = schedule.num_steps if end_index is None else end_index
     if not 0 <= start_index <= end_index <= schedule.num_steps:
@@ -77,7 +81,10 @@ def ddim_denoise(
     total = end_index - start_index
     for k, i in enumerate(range(start_index, end_index)):
         t = timesteps[i]
-        request = UNetRequest(mutual=mutual if (mutual is not None and i >= mutual_from_index) else None)
+        request = UNetRequest(
+            mutual=mutual if (mutual is not None and i >= mutual_from_index) else None,
+            bottleneck=bottleneck if i < bottleneck_until_index else None,
+        )
         eps = guided(backbone, z, t, context, uncond_context, guidance_scale, request).eps
         z = ddim_step(z, eps, schedule.alpha(t), schedule.alpha(schedule.prev_timestep(i)))
         callback(k + 1, total)

@@ -1,9 +1,11 @@
 """ComfyUI nodes: thin wrappers that validate inputs, convert ComfyUI types and call drag_core."""
 
 from .drag_nodes import MotionSupervisionOptimize
+from .dragnoise_nodes import BottleneckOptimize, SemanticPropagationDenoise
 from .inversion_nodes import DDIMInvert, DDIMSample, ReferenceLatentDenoise
 from .lora_nodes import IdentityLoRATrain
 from .points_nodes import DragPoints
+from .sacdrag_nodes import DenoiseToStep
 from .toy_model import TOY_WEIGHTS, ToyModelLoader
 
 # Node ids are global across every installed pack, hence the prefix. Never rename them.
@@ -14,6 +16,9 @@ _NODES = {
     "DragKitDDIMSample": (DDIMSample, "DDIMSample"),
     "DragKitMotionSupervisionOptimize": (MotionSupervisionOptimize, "MotionSupervisionOptimize"),
     "DragKitReferenceLatentDenoise": (ReferenceLatentDenoise, "ReferenceLatentDenoise"),
+    "DragKitBottleneckOptimize": (BottleneckOptimize, "BottleneckOptimize (DragNoise)"),
+    "DragKitSemanticPropagationDenoise": (SemanticPropagationDenoise, "SemanticPropagationDenoise (DragNoise)"),
+    "DragKitDenoiseToStep": (DenoiseToStep, "DenoiseToStep"),
 }
 
 # The loader is offered only when the trained toy weights are in the checkout.

@@ -7,6 +7,7 @@ import logging
 import torch
 
 from ..drag_core.inversion import ddim_denoise, ddim_invert
+from ..drag_core.sacdrag import branches_identical
 from ..drag_core.schedule import DDIMSchedule, inversion_step_count
 from ..drag_core.state import DiffusionState
 from .comfy_unet import ComfyBackbone
@@ -21,6 +22,11 @@ def check_schedule(node: str, steps, strength_name: str, strength) -> None:
         raise DragKitInputError(node, "steps", f"must be a whole number ≥ 1, got {steps!r}.")
     if not 0.0 < float(strength) <= 1.0:
         raise DragKitInputError(node, strength_name, f"must be in (0, 1], got {strength!r}.")
+
+
+def check_state(node: str, state, input_name: str = "state") -> None:
+    if not isinstance(state, DiffusionState):
+        raise DragKitInputError(node, input_name, f"expected a DRAG_STATE, got {type(state).__name__}.")
 
 
 class DDIMInvert:
@@ -79,9 +85,10 @@ class DDIMInvert:
 class ReferenceLatentDenoise:
     DESCRIPTION = (
         "Denoises the state's latent to a clean LATENT with DDIM (no CFG). With reference control on "
-        "and an edited latent in the state, the batch [source, edited] is denoised and the edited "
-        "branch's self-attention queries attend to the source branch's keys and values from "
-        "start_layer on (SPEC §1.4), keeping identity and background."
+        "and an edited latent (or an edit prompt) in the state, the batch [source, edited] is denoised and "
+        "the edited branch's self-attention queries attend to the source branch's keys and values from "
+        "start_layer on (SPEC §1.4), keeping identity and background. The edited branch uses the state's "
+        "edit prompt when DenoiseToStep set one."
     )
     CATEGORY = CATEGORY
     FUNCTION = "denoise"
@@ -94,7 +101,7 @@ class ReferenceLatentDenoise:
         return {
             "required": {
                 "model": ("MODEL", {"tooltip": "The same model the state was inverted with."}),
-                "state": (STATE_TYPE, {"tooltip": "From DDIMInvert or MotionSupervisionOptimize."}),
+                "state": (STATE_TYPE, {"tooltip": "From DDIMInvert, MotionSupervisionOptimize or DenoiseToStep."}),
                 "reference_control": ("BOOLEAN", {
                     "default": True,
                     "tooltip": "Mutual self-attention to the source branch (only when the state has an edited latent).",
@@ -112,26 +119,31 @@ class ReferenceLatentDenoise:
 
     def denoise(self, model, state, reference_control, start_step, start_layer):
         node = "ReferenceLatentDenoise"
-        if not isinstance(state, DiffusionState):
-            raise DragKitInputError(node, "state", f"expected a DRAG_STATE, got {type(state).__name__}.")
-        controlled = reference_control and state.edited is not None
-        if reference_control and state.edited is None:
+        check_state(node, state)
+        if state.bottleneck is not None:
+            raise DragKitInputError(
+                node, "state", "this state holds a DragNoise bottleneck, which this node would ignore; "
+                "denoise it with SemanticPropagationDenoise.",
+            )
+        # Two branches when the edited one differs: a dragged latent, or an edit prompt (SPEC §3).
+        edited = not branches_identical(state)
+        controlled = reference_control and edited
+        if reference_control and not edited:
             log.info("%s: the state holds no edited latent; denoising the source alone", node)
         backbone = ComfyBackbone(model, node, mutual_start_layer=start_layer if controlled else None)
         schedule = state.schedule
         if len(backbone.alphas_cumprod) != len(schedule.alphas_cumprod):
             raise DragKitInputError(node, "model", "its noise schedule differs from the one the state was made with.")
         if controlled:
-            z = torch.cat([state.source, state.edited])
+            z, context = torch.cat([state.source, state.edited_latent]), state.branch_contexts()
             mutual = backbone.mutual(((1, 0),))
         else:
-            z = state.edited if state.edited is not None else state.source
-            mutual = None
+            z, context, mutual = state.edited_latent, state.edited_context, None
         total = schedule.num_steps - state.step_index
         backbone.load()
         with torch.inference_mode(False):
             out = ddim_denoise(
-                backbone, z, state.context, schedule, state.step_index, mutual=mutual,
+                backbone, z, context, schedule, state.step_index, mutual=mutual,
                 mutual_from_index=state.step_index + start_step, callback=progress_callback(total),
                 uncond_context=state.uncond_context, guidance_scale=state.guidance_scale,
             )

@@ -87,7 +87,12 @@ class DenoiseToStep:
         if edit_conditioning is not None:
             state = replace(state, edit_context=text_context(edit_conditioning, model, node, "edit_conditioning"))
         controlled = self_attention_control and sac_step < drag_step and not branches_identical(state)
-        backbone = ComfyBackbone(model, node, mutual_start_layer=sac_layer if self_attention_control else None)
+        try:
+            backbone = ComfyBackbone(model, node, mutual_start_layer=sac_layer if self_attention_control else None)
+        except DragKitInputError as e:
+            if e.input_name != "start_layer":
+                raise
+            raise DragKitInputError(node, "sac_layer", str(e).split(": ", 2)[-1]) from None
         if len(backbone.alphas_cumprod) != len(state.schedule.alphas_cumprod):
             raise DragKitInputError(node, "model", "its noise schedule differs from the one the state was made with.")
         total = drag_step - state.step_index
@@ -97,6 +102,6 @@ class DenoiseToStep:
                 backbone, state, drag_step, backbone.mutual(((1, 0),)) if controlled else None,
                 mutual_from_index=sac_step, callback=progress_callback(max(total, 1)),
             )
-        log.info("%s: %d steps at batch %d, now at t = %d (control %s)", node, total, 1 if out.edited is None else 2,
-                 out.timestep, f"from step {sac_step}" if controlled else "not reached")
+        log.info("%s: %d steps at batch %d, now at t = %d (mutual self-attention %s)", node, total,
+                 1 if out.edited is None else 2, out.timestep, f"from step {sac_step}" if controlled else "off")
         return (out,)

@@ -30,6 +30,21 @@ def parse_blocks(text: str, node: str) -> tuple[int, ...]:
     return blocks
 
 
+def drag_summary(result, tracked: PointsOnImage) -> dict:
+    """The machine-readable summary an optimizing node puts in ``ui["drag"]``: it reaches API users through
+    /history and the DragPoints editor through the "executed" event (final tracked handles, in the pixels
+    of the image the points were placed on)."""
+    return {
+        "iterations": result.iterations, "steps": result.steps, "unet_passes": result.unet_passes,
+        "reached": result.reached, "skipped_steps": len(result.skipped_steps),
+        "initial_distance_px": 2 * result.distances[0] if result.distances else None,
+        "final_distance_px": 2 * result.final_distance,
+        "width": tracked.points.width, "height": tracked.points.height,
+        "pairs": [{"handle": list(h), "target": list(t)} for h, t in tracked.points.pairs],
+        "final_handles": [list(path[-1]) if path else None for path in tracked.trajectories],
+    }
+
+
 class MotionSupervisionOptimize:
     DESCRIPTION = (
         "DragDiffusion's drag: optimizes the inverted latent z_t so the UNet features at the handles move "
@@ -104,13 +119,7 @@ class MotionSupervisionOptimize:
             node, result.iterations, result.unet_passes, result.reached, 2 * result.final_distance,
         )
         outputs = self._outputs(state, drag_points, result, image_h, image_w)
-        # A machine-readable summary in the node's UI output (reaches API users through /history).
-        outputs["ui"]["drag"] = [{
-            "iterations": result.iterations, "steps": result.steps, "unet_passes": result.unet_passes,
-            "reached": result.reached, "skipped_steps": len(result.skipped_steps),
-            "initial_distance_px": 2 * result.distances[0] if result.distances else None,
-            "final_distance_px": 2 * result.final_distance,
-        }]
+        outputs["ui"]["drag"] = [drag_summary(result, outputs["result"][1])]
         return outputs
 
     @staticmethod

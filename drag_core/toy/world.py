@@ -331,6 +331,32 @@ def centroid(mask: np.ndarray) -> tuple[float, float] | None:
     return float(cols.mean()), float(rows.mean())
 
 
+# Area of each shape at size 1 (radius / half-side): fits a segment's area to a size for ``classify_shape``.
+_UNIT_AREA = {"disk": math.pi, "square": 4.0, "diamond": 2.0, "triangle": 3.0 * math.sqrt(3.0) / 4.0}
+
+
+def classify_shape(mask: np.ndarray, min_pixels: int = 20) -> tuple[str | None, float]:
+    """(shape, IoU): the shape that best explains a segment, or (None, 0.0) for fewer than ``min_pixels``.
+
+    Each candidate is placed at the segment's centroid with the size that gives it the segment's area (the
+    world draws shapes axis-aligned, triangles apex up), and scored by intersection over union.
+    """
+    m = np.asarray(mask, dtype=bool)
+    area = int(m.sum())
+    c = centroid(m)
+    if area < min_pixels or c is None:
+        return None, 0.0
+    rows, cols = np.indices(m.shape, dtype=np.float64)
+    u, v = cols - c[0], rows - c[1]
+    best: tuple[str | None, float] = (None, 0.0)
+    for shape in SHAPES:
+        fitted = _inside_shape(shape, math.sqrt(area / _UNIT_AREA[shape]), u, v)
+        iou = float((fitted & m).sum() / (fitted | m).sum())
+        if iou > best[1]:
+            best = (shape, iou)
+    return best
+
+
 def make_dataset(
     n: int, seed: int = 0, size: int = 128, max_objects: int = 3
 ) -> tuple[np.ndarray, list[str], list[Scene]]:

@@ -61,6 +61,11 @@ def test_the_drag_chain_edits_the_latent_and_leaves_inputs_untouched(tiny_model,
     assert state.edited is not None and not torch.equal(state.edited, state.source)
     assert torch.equal(state.source, source) and inverted.edited is None  # the input state is unchanged
     assert len(tracked.trajectories) == 1 and len(tracked.trajectories[0]) == 6
+    summary = out["ui"]["drag"][0]  # what API users and the editor widget read
+    assert summary["iterations"] == 6 and summary["pairs"] == [{"handle": [40.0, 40.0], "target": [70.0, 52.0]}]
+    assert summary["final_handles"] == [list(tracked.trajectories[0][-1])]
+    assert summary["final_distance_px"] == pytest.approx(
+        ((summary["final_handles"][0][0] - 70) ** 2 + (summary["final_handles"][0][1] - 52) ** 2) ** 0.5, abs=2.5)
     assert preview.shape == (1, 128, 128, 3)
     with torch.inference_mode():
         (latent,) = denoise.denoise(tiny_model, state, True, 0, 10)

@@ -26,6 +26,7 @@ from drag_core.toy.world import (
     ToyObject,
     caption,
     centroid,
+    classify_shape,
     coverage,
     make_dataset,
     moved,
@@ -299,3 +300,22 @@ def test_psnr_cap_and_empty_region():
     assert psnr(a, a) == PSNR_CAP
     assert psnr(a, a + 0.1) == pytest.approx(20.0)
     assert math.isnan(psnr(a, a, np.zeros((4, 4), dtype=bool)))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("size", [6.0, 11.5, 20.0])
+def test_classify_shape_names_each_rendered_shape(shape, size):
+    scene = Scene((ToyObject(shape, "red", size, 60.3, 66.8),), "grey")
+    found, iou = classify_shape(segment(render(scene), "red"))
+    assert found == shape and iou > 0.75
+
+
+def test_classify_shape_rejects_tiny_or_empty_segments():
+    mask = np.zeros((32, 32), dtype=bool)
+    assert classify_shape(mask) == (None, 0.0)
+    mask[3:6, 3:6] = True  # 9 px: below the default minimum
+    assert classify_shape(mask) == (None, 0.0)
+    # A thin bar is none of the shapes: every candidate overlaps it poorly.
+    bar = np.zeros((64, 64), dtype=bool)
+    bar[30:33, 4:60] = True
+    assert classify_shape(bar)[1] < 0.5

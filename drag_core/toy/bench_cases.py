@@ -165,6 +165,8 @@ def score(case: EditCase, result: np.ndarray | torch.Tensor) -> dict[str, float 
     - ``success``: md ≤ ``SUCCESS_PX``.
     - ``background_psnr``: PSNR vs the source over pixels outside ``case.mask``.
     - ``gt_psnr``: PSNR vs the rendered true edit over the whole image.
+    - ``progress``: how far the object's centroid travelled along the drag, as a fraction of the true
+      displacement (0 = not moved, 1 = arrived; sideways motion does not count).
     - ``initial_distance``: |offset|. PSNRs are capped at ``PSNR_CAP`` dB.
     """
     source = render(case.scene)
@@ -180,6 +182,9 @@ def score(case: EditCase, result: np.ndarray | torch.Tensor) -> dict[str, float 
     found = bool(seg.sum() >= MIN_FOUND_FRACTION * true_seg.sum())
     got = (centroid(seg) if found else None) or src_c
     md = math.hypot(got[0] - true_c[0], got[1] - true_c[1])
+    wanted = (true_c[0] - src_c[0], true_c[1] - src_c[1])
+    travelled = (got[0] - src_c[0], got[1] - src_c[1])
+    progress = (travelled[0] * wanted[0] + travelled[1] * wanted[1]) / max(wanted[0] ** 2 + wanted[1] ** 2, 1e-9)
     return {
         "id": case.id,
         "md": md,
@@ -187,6 +192,7 @@ def score(case: EditCase, result: np.ndarray | torch.Tensor) -> dict[str, float 
         "found": found,
         "background_psnr": psnr(img, source, ~case.mask),
         "gt_psnr": psnr(img, truth),
+        "progress": progress,
         "initial_distance": case.distance,
     }
 

@@ -259,6 +259,7 @@ def test_case_drags_are_valid(cases):
 def test_copy_paste_is_the_ceiling(cases):
     rows = [score(c, copy_paste(c)) for c in cases[:25]]
     assert all(r["success"] and r["md"] < 1.0 and r["gt_psnr"] == PSNR_CAP for r in rows)
+    assert all(r["progress"] == pytest.approx(1.0, abs=0.01) for r in rows)
     summary = summarize(rows)
     assert summary["success_rate"] == 1.0 and summary["md_fraction"] < 0.05
 
@@ -267,6 +268,7 @@ def test_do_nothing_is_the_floor(cases):
     rows = [score(c, do_nothing(c)) for c in cases[:25]]
     for r in rows:
         assert abs(r["md"] - r["initial_distance"]) < 1.0
+        assert r["progress"] == pytest.approx(0.0, abs=0.01)
         assert not r["success"]
         assert r["background_psnr"] == PSNR_CAP  # identical outside the editable mask
         assert r["gt_psnr"] < 40.0
@@ -278,6 +280,7 @@ def test_partial_lost_and_noisy_results(cases):
     c = next(c for c in cases if c.distance > 20)
     half = render(moved(c.scene, c.object_index, c.offset[0] / 2, c.offset[1] / 2))
     assert score(c, half)["md"] == pytest.approx(c.distance / 2, abs=1.0)
+    assert score(c, half)["progress"] == pytest.approx(0.5, abs=0.05)
     others = tuple(o for k, o in enumerate(c.scene.objects) if k != c.object_index)
     erased = render(Scene(others, c.scene.background, c.scene.background2, c.scene.gradient, c.scene.size))
     lost = score(c, erased)

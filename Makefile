@@ -1,7 +1,7 @@
 # DragKit developer commands. `make setup` is called by the others and is idempotent.
 PY := .venv/bin/python
 
-.PHONY: setup test test-fast lint ui demo clean
+.PHONY: setup test test-fast test-browser lint ui demo clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,6 +14,10 @@ test: setup
 # Unit + in-process tiers only (no server), for a quick loop while editing.
 test-fast: setup
 	$(PY) -m pytest tests/unit tests/comfy -q
+
+# The browser tier only: Chromium + playwright-core on the real frontend (screenshots in outputs/browser/).
+test-browser: setup
+	$(PY) -m pytest tests/browser -q
 
 lint: setup
 	$(PY) -m ruff check .

@@ -12,6 +12,29 @@ RUNTIME=$ROOT/.comfyui
 STAMP=$VENV/.dragkit-setup-stamp
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# The browser tests (tests/browser): the system Chromium and playwright-core pinned by package-lock.json.
+browser_deps() {
+  if [ -z "${CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+    log "installing Chromium for the browser tests (apt)"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium
+  fi
+  if ! command -v npm >/dev/null; then
+    log "installing Node.js and npm for the browser tests (apt)"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq nodejs npm
+  fi
+  local lock=tests/browser/package-lock.json stamp=tests/browser/node_modules/.dragkit-lock-sha
+  if [ ! -f "$stamp" ] || [ "$(sha256sum "$lock" | cut -c1-64)" != "$(cat "$stamp")" ]; then
+    log "installing playwright-core (npm ci in tests/browser)"
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+    sha256sum "$lock" | cut -c1-64 > "$stamp"
+  fi
+}
+browser_deps
+
 # Everything that decides what gets installed goes into the stamp's key.
 key=$(cat scripts/setup.sh scripts/constraints.txt scripts/comfyui-wheel.txt requirements.txt \
       | sha256sum | cut -c1-16)-${COMFYUI_DIR:-bundled}

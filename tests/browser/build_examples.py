@@ -1,0 +1,150 @@
+"""Regenerate example_workflows/ from the API-format graphs the tests and `make demo` run.
+
+    .venv/bin/python tests/browser/build_examples.py [--only toy|sd15]
+
+Each workflow is the API graph loaded into the real frontend (app.loadApiJson), laid out, given a
+Note, saved as UI-format JSON (app.graph.serialize()), and pictured by a screenshot of its DragPoints
+editor (the .jpg thumbnail). The input pictures are rendered toy-world scenes with their edit's
+points and mask already placed, so each workflow runs as shipped. The toy workflow needs the bundled
+toy weights (its loader node is registered only then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests"), str(REPO / "bench"), str(REPO)]
+
+import comfy_client  # noqa: E402
+import comfy_server  # noqa: E402
+
+OUT = REPO / "example_workflows"
+SD15_CHECKPOINT = "v1-5-pruned-emaonly.safetensors"  # the usual SD1.5 file name; the Note says to set it
+SD15_IMAGE = "dragkit_sd15_input.png"
+
+TOY_NOTE = """DragDiffusion on the bundled toy model (runs on a CPU in a few minutes).
+
+The input picture, its handle → target points and the editable mask are already placed: press Run.
+This is exactly the `make demo` graph.
+
+In DragPoints: click a handle, then its target (red → blue); drag a point to move it; right-click or
+Delete removes a pair; "Mask" paints the region that may change. After the run the editor shows the
+result with the tracked handles (yellow).
+
+The toy model knows only simple coloured shapes: describe the picture in the prompt the way its
+captions do ("a red disk and a blue square on a grey background")."""
+
+SD15_NOTE = """DragDiffusion on Stable Diffusion 1.5.
+
+Set:
+1. Load Checkpoint: your SD1.5 checkpoint (any SD1.5 fine-tune works).
+2. Load Image: your picture (512 px works best).
+3. CLIP Text Encode: a short prompt describing the picture.
+4. DragPoints: click handles and targets, paint the region that may change (Mask).
+
+IdentityLoRATrain trains a small LoRA on the picture first (80 steps: about a minute on a GPU,
+much longer on a CPU; it is cached for the same image, prompt and model). The editor shows the tracked
+handles (yellow) on the result after the run."""
+
+
+def demo_case():
+    """The `make demo` ToyBench case: its input picture, prompt and points JSON (with the mask)."""
+    import comfyenv
+
+    comfyenv.setup()
+    import demo
+
+    from dragkit.drag_core.toy import bench_cases
+    from dragkit.drag_core.toy.world import caption, render
+    from toybench import points_json
+
+    case = bench_cases.make_cases(demo.CASE + 1)[demo.CASE]
+    picture = Image.fromarray((render(case.scene) * 255).round().astype(np.uint8))
+    return demo.IMAGE_NAME, picture, caption(case.scene), points_json(case)
+
+
+def sd15_case():
+    """The demo case drawn 4× larger (512 px, SD1.5's size): the same edit, the default of the SD1.5 workflow."""
+    from dataclasses import replace
+
+    import demo
+
+    from dragkit.drag_core.points import mask_to_rle
+    from dragkit.drag_core.toy import bench_cases
+    from dragkit.drag_core.toy.world import caption, render
+
+    k = 4
+    case = bench_cases.make_cases(demo.CASE + 1)[demo.CASE]
+    scene = replace(case.scene, size=case.scene.size * k,
+                    objects=tuple(replace(o, x=o.x * k, y=o.y * k, size=o.size * k) for o in case.scene.objects))
+    picture = Image.fromarray((render(scene) * 255).round().astype(np.uint8))
+    mask = torch.from_numpy(np.kron(case.mask.astype(np.float32), np.ones((k, k), np.float32)))
+    points = json.dumps({
+        "version": 1, "width": scene.size, "height": scene.size,
+        "points": [{"handle": [h[0] * k, h[1] * k], "target": [t[0] * k, t[1] * k]} for h, t in case.pairs],
+        "mask": mask_to_rle(mask),
+    })
+    return SD15_IMAGE, picture, caption(scene), points
+
+
+def sd15_graph(image: str, prompt: str, points: str) -> dict:
+    """The toy graph with a checkpoint loader and SD1.5's LoRA resolution: every node default."""
+    graph = comfy_client.toy_drag_graph(image, prompt, points)
+    graph["1"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": SD15_CHECKPOINT}}
+    graph["4"]["inputs"]["resolution"] = 512
+    graph["11"]["inputs"]["filename_prefix"] = "dragkit_sd15"
+    graph["12"]["inputs"]["filename_prefix"] = "dragkit_sd15_trajectory"
+    return graph
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["toy", "sd15"])
+    args = parser.parse_args()
+    import comfyenv
+
+    comfyenv.setup()
+    from dragkit.nodes.toy_model import TOY_WEIGHTS
+
+    jobs = []
+    if args.only in (None, "sd15"):
+        image, picture, prompt, points = sd15_case()
+        jobs.append(("dragdiffusion_sd15", image, picture, sd15_graph(image, prompt, points), SD15_NOTE))
+    if args.only in (None, "toy"):
+        if not TOY_WEIGHTS.exists():
+            raise SystemExit(f"the toy workflow needs the toy weights at {TOY_WEIGHTS}")
+        image, picture, prompt, points = demo_case()
+        jobs.append(("dragdiffusion_toy", image, picture, comfy_client.toy_drag_graph(image, prompt, points), TOY_NOTE))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = comfy_server.prepare_base(Path(tmp) / "base")
+        spec = []
+        for name, image, picture, graph, note in jobs:
+            picture.save(OUT / image)  # served by ComfyUI from example_workflows/; the editor uploads it
+            picture.save(base / "input" / image)
+            spec.append({"name": name, "graph": graph, "note": note})
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        server = comfy_server.start(base)
+        try:
+            subprocess.run(["node", str(HERE / "build_examples.mjs"), server.url, str(spec_path), str(OUT)],
+                           check=True, cwd=HERE)
+        finally:
+            server.stop()
+    for name, *_ in jobs:
+        print(OUT / f"{name}.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""The browser tier: real Chromium (playwright-core) on the real ComfyUI frontend and server.
+
+One Node run (run.mjs) drives the page through every example workflow in the classic and the Vue
+("Nodes 2.0") renderer and queues one workflow from the Run button; the tests below assert on what it
+recorded. Screenshots land in outputs/browser/. Needs `make setup` (Chromium and `npm ci` here).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import comfy_client
+import comfy_server
+from drag_core.points import parse_points
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.append(str(HERE))  # build_examples: the demo case the toy workflow ships with
+WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
+TOY_WORKFLOW = REPO / "example_workflows" / "dragdiffusion_toy.json"
+TOY_WEIGHTS = REPO / "models" / "toy" / "dragkit_toy.safetensors"
+OUT = REPO / "outputs" / "browser"
+RENDERERS = ("classic", "vue")
+# The clicks of run.mjs, as fractions of the image size.
+PAIRS = [((0.25, 0.3), (0.5, 0.35)), ((0.3, 0.7), (0.3, 0.5))]
+STROKE = ((0.2, 0.15), (0.6, 0.15))
+
+
+def _queue_plan() -> dict:
+    """The toy workflow runs exactly as shipped; without the toy weights the SD1.5 one runs on the random
+    mini checkpoint with small settings (proves the UI → server path, not an edit)."""
+    if TOY_WORKFLOW.exists() and TOY_WEIGHTS.exists():
+        return {"workflow": str(TOY_WORKFLOW), "overrides": {}, "timeoutSeconds": 420}
+    return {
+        "workflow": str(REPO / "example_workflows" / "dragdiffusion_sd15.json"),
+        "overrides": {
+            "1": {"ckpt_name": comfy_client.MINI_CHECKPOINT},
+            "2": {"image": comfy_client.TEST_IMAGE},
+            "4": {"steps": 2, "batch_size": 2, "resolution": 64},
+            "7": {"steps": 10},
+            "8": {"max_iterations": 3},
+        },
+        "timeoutSeconds": 420,
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, request) -> dict:
+    node = shutil.which("node")
+    assert node, "node is missing: run `make setup`"
+    assert (HERE / "node_modules" / "playwright-core").is_dir(), "playwright-core is missing: run `make setup` (npm ci)"
+    assert Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists(), "Chromium is missing: run `make setup`"
+    assert WORKFLOWS, "no example workflows"
+    queue = _queue_plan()
+    # A clean server: no input pictures (the editor must upload the examples' own), only DragKit loaded.
+    base = comfy_server.prepare_base(tmp_path_factory.mktemp("browser-base"))
+    if queue["overrides"]:
+        (base / "models" / "checkpoints" / comfy_client.MINI_CHECKPOINT).symlink_to(request.getfixturevalue("mini_checkpoint"))
+        comfy_client.sample_image().save(base / "input" / comfy_client.TEST_IMAGE)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*.png"):
+        old.unlink()
+    results_path = OUT / "results.json"
+    config = {
+        "url": None, "workflows": [str(w) for w in WORKFLOWS], "outDir": str(OUT), "resultsPath": str(results_path),
+        "renderers": list(RENDERERS), "queue": queue,
+    }
+    server = comfy_server.start(base)
+    try:
+        config["url"] = server.url
+        config_path = base / "browser-config.json"
+        config_path.write_text(json.dumps(config))
+        done = subprocess.run([node, str(HERE / "run.mjs"), str(config_path)], cwd=HERE, capture_output=True,
+                              text=True, timeout=900)
+        results = json.loads(results_path.read_text()) if results_path.exists() else {}
+        results["stderr"] = done.stderr[-4000:]
+        results["server_log"] = server.log_text()
+        results["base"] = str(base)
+    finally:
+        server.stop()
+    assert done.returncode == 0 and not results.get("error"), f"run.mjs failed: {results.get('error')}\n{done.stderr[-4000:]}"
+    return results
+
+
+def _close(a, b, tol):
+    return all(abs(x - y) <= tol for x, y in zip(a, b))
+
+
+def _each(run):
+    for renderer in RENDERERS:
+        for workflow in WORKFLOWS:
+            yield renderer, workflow.stem, run["renderers"][renderer][workflow.stem]
+
+
+def test_every_example_workflow_loads_with_its_picture_in_both_renderers(run):
+    for renderer, name, r in _each(run):
+        shipped = r["edit"]["shipped"]
+        assert shipped["state"]["hasImage"], (renderer, name)
+        # The shipped points are the ones the editor shows, on the picture's pixel grid.
+        value = parse_points(shipped["value"])
+        assert (value.width, value.height) == (shipped["state"]["width"], shipped["state"]["height"])
+        assert len(shipped["state"]["pairs"]) == len(value.pairs) >= 1, (renderer, name)
+        assert len(r["prompt"]) >= 10, (renderer, name)  # the graph converts to an API prompt
+        if renderer == "vue":
+            assert r["vueNodes"] >= len(r["prompt"]), "the Vue renderer did not draw the nodes"
+        else:
+            assert r["vueNodes"] == 0
+
+
+def test_mouse_places_moves_and_deletes_pairs(run):
+    for renderer, name, r in _each(run):
+        edit = r["edit"]
+        w, h = edit["size"]
+        tol = max(1.5, max(w, h) / 256)  # a screen pixel in image pixels, and rounding to 0.1 px
+        assert edit["cleared"] == "", (renderer, name)  # Clear in both modes empties the value
+        assert len(edit["threePairs"]["points"]) == 3
+        points = parse_points(edit["pointsOnly"])
+        assert len(points.pairs) == 2, "right-click should remove the third pair"
+        for (handle, target), (fh, ft) in zip(points.pairs, PAIRS):
+            assert _close(handle, (fh[0] * w, fh[1] * h), tol), (renderer, name, handle)
+            assert _close(target, (ft[0] * w, ft[1] * h), tol), (renderer, name, target)  # pair 1's target was dragged
+        assert points.mask is None
+
+
+def test_painted_mask_round_trips_through_the_python_parser(run):
+    for renderer, name, r in _each(run):
+        edit = r["edit"]
+        w, h = edit["size"]
+        value = parse_points(edit["edited"])
+        assert len(value.pairs) == 2
+        assert value.mask is not None and (value.mask.width, value.mask.height) == (w, h)
+        mask = value.mask_tensor().numpy()
+        # The stroke is a capsule of the brush radius around the segment (pixel centres at +0.5).
+        (x0, y0), (x1, y1) = [(fx * w, fy * h) for fx, fy in STROKE]
+        yy, xx = np.mgrid[0:h, 0:w] + 0.5
+        t = np.clip(((xx - x0) * (x1 - x0) + (yy - y0) * (y1 - y0)) / ((x1 - x0) ** 2 + (y1 - y0) ** 2), 0, 1)
+        distance = np.hypot(xx - (x0 + t * (x1 - x0)), yy - (y0 + t * (y1 - y0)))
+        brush, slack = edit["brush"], max(1.5, max(w, h) / 256) + 0.5
+        assert mask[distance <= brush - slack].all(), (renderer, name)
+        assert not mask[distance > brush + slack].any(), (renderer, name)
+        # Compact: a few numbers per painted row, never W·H values.
+        assert len(json.loads(edit["edited"])["mask"]["rle"]) < 4 * h
+
+
+def test_graph_undo_redo_and_copy_paste_keep_the_points(run):
+    for renderer, name, r in _each(run):
+        edit = r["edit"]
+        assert edit["afterGraphUndo"] == edit["pointsOnly"], (renderer, name, "Ctrl+Z should take back the stroke")
+        assert edit["afterGraphRedo"] == edit["edited"], (renderer, name)
+        copy = r["copyPaste"]
+        assert copy["count"] == 2 and copy["values"][0] == copy["values"][1] == edit["edited"], (renderer, name)
+        assert copy["editorPairs"] == 2
+
+
+def test_reload_restores_points_and_mask(run):
+    for renderer, name, r in _each(run):
+        assert r["beforeReload"] == r["edit"]["edited"]
+        after = r["afterReload"]
+        assert after["value"] == r["beforeReload"], (renderer, name)
+        assert len(after["state"]["pairs"]) == 2 and after["state"]["maskSum"] > 0, (renderer, name)
+
+
+def test_toy_workflow_is_the_demo_graph(run):
+    """The shipped toy workflow's prompt equals `make demo`'s graph, so the two cannot drift apart."""
+    if not TOY_WORKFLOW.exists():
+        pytest.fail("example_workflows/dragdiffusion_toy.json is missing (tests/browser/build_examples.py)")
+    import build_examples
+
+    image, _, prompt, points = build_examples.demo_case()
+    expected = comfy_client.toy_drag_graph(image, prompt, points)
+    for renderer in RENDERERS:
+        got = run["renderers"][renderer]["dragdiffusion_toy"]["prompt"]
+        assert {k: v["class_type"] for k, v in got.items()} == {k: v["class_type"] for k, v in expected.items()}
+        for node_id, spec in expected.items():
+            assert got[node_id]["inputs"] == spec["inputs"], (renderer, node_id, spec["class_type"])
+
+
+def test_queue_from_the_run_button_succeeds_and_the_editor_shows_tracked_handles(run):
+    q = run["queue"]
+    assert q, "nothing was queued"
+    kinds = [e["type"] for e in q["events"]]
+    errors = [e["detail"] for e in q["events"] if e["type"] != "execution_success" and e["type"] != "execution_start"]
+    assert "execution_success" in kinds, f"the run failed: {json.dumps(errors)[:3000]}"
+    editor = q["editor"]
+    assert editor["view"] == "result" and editor["result"]["hasImage"], editor
+    result = editor["result"]
+    assert len(result["finalHandles"]) == len(result["pairs"]) >= 1
+    for handle in result["finalHandles"]:
+        assert handle is not None and all(math.isfinite(v) for v in handle)
+    assert q["runImage"] and q["runImage"]["status"] == 200, "DragPoints should send its plain picture back"
+    print(f"queued {q['workflow']} from the UI: {q['seconds']:.0f} s; timings {run['timings']}")
+
+
+def test_no_console_errors_beyond_the_known_noise(run):
+    assert run["problems"] == [], "\n".join(run["problems"])
+    assert "IMPORT FAILED" not in run["server_log"]

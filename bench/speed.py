@@ -11,6 +11,8 @@ Then the frozen-weights question (SPEC §1.3): the same optimization iteration, 
   A  DragKit's path: weights frozen during the forward, ``torch.autograd.grad`` w.r.t. z_t only;
   B  the reference's: weights left requiring grad and ``loss.backward()``, so every backward also
      computes (and allocates ``.grad`` for) every UNet weight.
+Then DragNoise vs DragDiffusion (SPEC §2: "about half the optimization time"): seconds per optimization
+iteration of the real core loops, interleaved runs (``--method-repeats`` × ``--method-iterations``).
 Timings are medians; the machine may be shared, so compare ratios from the same run only.
 """
 
@@ -436,6 +438,65 @@ def compare_grad_modes(model, state, drag_points, pairs: int, stop_distance: flo
     return result
 
 
+def compare_methods(model, state, drag_points, repeats: int, iterations: int, stop_distance: float) -> dict:
+    """Seconds per optimization iteration, DragDiffusion (Adam on z_t) vs DragNoise (Adam on the bottleneck h,
+    z_t fixed), with the real core loops (optimize_latent / optimize_bottleneck) as the nodes call them.
+    Interleaved: repeats × (DragDiffusion run, DragNoise run) of ``iterations`` each; an iteration's time is
+    the interval between the loop's progress callbacks. Iteration 0 is reported apart (it also computes F0,
+    and for DragNoise follows the no-grad capture pass of h)."""
+    from dragkit.drag_core.dragdiffusion import DragConfig, optimize_latent
+    from dragkit.drag_core.dragnoise import optimize_bottleneck
+    from dragkit.drag_core.mask import editable_mask_for_latent
+    from dragkit.drag_core.points import grid_points
+    from dragkit.nodes.comfy_unet import ComfyBackbone
+
+    latent_h, latent_w = state.source.shape[-2:]
+    image_h, image_w = 8 * latent_h, 8 * latent_w
+    handles, targets = grid_points(drag_points.points, image_h, image_w)
+    mask = editable_mask_for_latent(drag_points.mask(), image_h, image_w, latent_h, latent_w)
+    config = DragConfig(max_iterations=iterations, stop_distance=stop_distance)
+    methods = {
+        "DragDiffusion": (optimize_latent, ComfyBackbone(model, "bench", feature_blocks=(2,))),
+        "DragNoise": (optimize_bottleneck, ComfyBackbone(model, "bench", feature_blocks=(2,), bottleneck=True)),
+    }
+    times = {name: {"first": [], "seconds": [], "cpu_seconds": [], "run_medians": []} for name in methods}
+    for r in range(repeats):
+        for name, (optimize, backbone) in methods.items():
+            with torch.inference_mode():  # as the nodes run
+                backbone.load()
+            marks = [(time.perf_counter(), time.process_time())]
+
+            def mark(done: int, total: int, marks: list = marks) -> None:
+                marks.append((time.perf_counter(), time.process_time()))
+
+            optimize(backbone, state, handles, targets, mask, config, grid_hw=(image_h // 2, image_w // 2),
+                     callback=mark)
+            walls = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
+            cpus = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
+            if len(walls) != iterations:
+                raise RuntimeError(f"{name} stopped after {len(walls)} of {iterations} iterations")
+            t = times[name]
+            t["first"].append(walls[0])
+            t["seconds"] += walls[1:]
+            t["cpu_seconds"] += cpus[1:]
+            t["run_medians"].append(statistics.median(walls[1:]))
+            log.info("repeat %d %s: median %.2f s / iteration (first %.2f s)", r + 1, name, t["run_medians"][-1], walls[0])
+    dd, dn = times["DragDiffusion"], times["DragNoise"]
+    pairwise = [n / d for d, n in zip(dd["run_medians"], dn["run_medians"])]
+    return {
+        "repeats": repeats,
+        "iterations_per_run": iterations,
+        "order": "DragDiffusion run, DragNoise run, repeated; iteration 0 of each run reported apart",
+        **{name: {"median_s_per_iteration": statistics.median(t["seconds"]),
+                  "median_cpu_s_per_iteration": statistics.median(t["cpu_seconds"]),
+                  "min_s": min(t["seconds"]), "max_s": max(t["seconds"]),
+                  "median_first_iteration_s": statistics.median(t["first"]),
+                  "run_medians": [round(x, 3) for x in t["run_medians"]]} for name, t in times.items()},
+        "ratio_of_medians_DragNoise_over_DragDiffusion": statistics.median(dn["seconds"]) / statistics.median(dd["seconds"]),
+        "pairwise_ratios": [round(x, 3) for x in pairwise],
+    }
+
+
 def summarize(v: Variant) -> dict:
     return {
         "median_s_per_iteration": statistics.median(v.seconds),
@@ -519,6 +580,26 @@ def markdown(results: dict) -> str:
         )
     else:
         lines.append(f"Clean pairs ({c['clean_pair_rule']}): none; every pair shared the CPU with another process")
+    if "methods" in results:
+        m = results["methods"]
+        lines += [
+            "",
+            f"Optimization iteration, DragDiffusion vs DragNoise ({m['repeats']} interleaved runs of "
+            f"{m['iterations_per_run']} iterations each; {m['order']}):",
+            "",
+            "| method | median s / iteration | min–max s | median CPU s / iteration | median first iteration s "
+            "| per-run medians s |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for name in ("DragDiffusion", "DragNoise"):
+            v = m[name]
+            lines.append(
+                f"| {name} | {v['median_s_per_iteration']:.2f} | {v['min_s']:.2f}–{v['max_s']:.2f} | "
+                f"{v['median_cpu_s_per_iteration']:.2f} | {v['median_first_iteration_s']:.2f} | "
+                f"{', '.join(f'{x:.2f}' for x in v['run_medians'])} |"
+            )
+        lines += ["", f"DragNoise / DragDiffusion: ratio of medians {m['ratio_of_medians_DragNoise_over_DragDiffusion']:.2f}"
+                  f" (per repeat: {', '.join(f'{r:.2f}' for r in m['pairwise_ratios'])})"]
     return "\n".join(lines)
 
 
@@ -533,6 +614,9 @@ def main() -> None:
                         help="grid cells; the minimum, so the drag never stops early")
     parser.add_argument("--kind", choices=sorted(CHECKPOINTS), default="full",
                         help="checkpoint: full-size SD1.5 (default) or the small 'mini' one for a quick smoke run")
+    parser.add_argument("--method-repeats", type=int, default=3,
+                        help="interleaved DragDiffusion/DragNoise runs for the per-iteration comparison (0 = skip)")
+    parser.add_argument("--method-iterations", type=int, default=6, help="iterations per run of that comparison")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     if args.size % 8 or args.size < 64:
@@ -556,6 +640,8 @@ def main() -> None:
         model, state, drag_points = info.pop("_run")
         pairs = args.pairs or args.iterations
         grad_modes = compare_grad_modes(model, state, drag_points, pairs, args.stop_distance, sampler)
+        methods = (compare_methods(model, state, drag_points, args.method_repeats, args.method_iterations,
+                                   args.stop_distance) if args.method_repeats > 0 else None)
     finally:
         counter.remove()
         sampler.stop()
@@ -570,6 +656,7 @@ def main() -> None:
         "stages": [{**asdict(s), "seconds_per_pass": s.seconds_per_pass,
                     "seconds_per_iteration": s.seconds_per_iteration} for s in stages],
         "grad_modes": grad_modes,
+        **({"methods": methods} if methods else {}),
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -162,3 +162,78 @@ def toy_drag_graph(image: str, prompt: str, points_json: str, lora_steps: int = 
         "11": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "dragkit_demo"}},
         "12": {"class_type": "SaveImage", "inputs": {"images": ["8", 2], "filename_prefix": "dragkit_demo_trajectory"}},
     }
+
+
+def dragnoise_graph(points_json: str, steps: int = 20, max_iterations: int = 10, end_step: int = 0) -> dict:
+    """DragNoise without the LoRA: … → DragPoints → DDIMInvert → BottleneckOptimize →
+    SemanticPropagationDenoise → VAEDecode → SaveImage (and the drag preview saved as node "11")."""
+    graph = drag_graph(points_json, steps=steps, max_iterations=max_iterations)
+    optimize = graph["10"]["inputs"]
+    graph["10"] = {
+        "class_type": "DragKitBottleneckOptimize",
+        "inputs": {**optimize, "mask_term_without_mask": False},
+    }
+    graph["6"] = {"class_type": "DragKitSemanticPropagationDenoise",
+                  "inputs": {"model": ["1", 0], "state": ["10", 0], "end_step": end_step}}
+    return graph
+
+
+def sacdrag_graph(points_json: str, steps: int = 10, drag_step: int = 5, sac_step: int = 5, max_iterations: int = 10,
+                  edit_prompt: str | None = "a red square and a blue square") -> dict:
+    """The training-free self-attention drag: … → DDIMInvert (strength 1.0, first-step correction) →
+    DenoiseToStep (edit prompt, control from sac_step) → MotionSupervisionOptimize →
+    ReferenceLatentDenoise → VAEDecode → SaveImage (and the drag preview saved as node "11")."""
+    graph = drag_graph(points_json, steps=steps, max_iterations=max_iterations)
+    graph["5"]["inputs"].update(inversion_strength=1.0, first_step_correction=True)
+    graph["13"] = {
+        "class_type": "DragKitDenoiseToStep",
+        "inputs": {"model": ["1", 0], "state": ["5", 0], "drag_step": drag_step, "self_attention_control": True,
+                   "sac_step": sac_step, "sac_layer": 10},
+    }
+    if edit_prompt is not None:
+        graph["12"] = {"class_type": "CLIPTextEncode", "inputs": {"text": edit_prompt, "clip": ["1", 1]}}
+        graph["13"]["inputs"]["edit_conditioning"] = ["12", 0]
+    graph["10"]["inputs"]["state"] = ["13", 0]
+    graph["6"]["inputs"].update(start_step=max(0, sac_step - drag_step), start_layer=10)
+    return graph
+
+
+def toy_dragnoise_graph(image: str, prompt: str, points_json: str, lora_steps: int = 80, max_iterations: int = 60,
+                        end_step: int = 0) -> dict:
+    """DragNoise with every default on the bundled toy model: the DragDiffusion demo graph with
+    BottleneckOptimize (node "8") and SemanticPropagationDenoise (node "9")."""
+    graph = toy_drag_graph(image, prompt, points_json, lora_steps=lora_steps)
+    graph["8"] = {
+        "class_type": "DragKitBottleneckOptimize",
+        "inputs": {**graph["8"]["inputs"], "max_iterations": max_iterations, "mask_term_without_mask": False},
+    }
+    graph["9"] = {"class_type": "DragKitSemanticPropagationDenoise",
+                  "inputs": {"model": ["4", 0], "state": ["8", 0], "end_step": end_step}}
+    graph["11"]["inputs"]["filename_prefix"] = "dragkit_dragnoise"
+    graph["12"]["inputs"]["filename_prefix"] = "dragkit_dragnoise_trajectory"
+    return graph
+
+
+def toy_sacdrag_graph(image: str, prompt: str, points_json: str, edit_prompt: str | None = None,
+                      max_iterations: int = 80, drag_step: int = 10, sac_step: int = 10) -> dict:
+    """The training-free self-attention drag with every default on the bundled toy model: no LoRA,
+    DDIMInvert at strength 1.0 with the first-step correction, DenoiseToStep (node "13") to the drag
+    step, MotionSupervisionOptimize, ReferenceLatentDenoise. ``edit_prompt`` (node "4") is optional."""
+    graph = toy_drag_graph(image, prompt, points_json, max_iterations=max_iterations)
+    del graph["4"]  # no identity LoRA
+    for node in ("7", "8", "9"):
+        graph[node]["inputs"]["model"] = ["1", 0]
+    graph["7"]["inputs"].update(inversion_strength=1.0, first_step_correction=True)
+    graph["13"] = {
+        "class_type": "DragKitDenoiseToStep",
+        "inputs": {"model": ["1", 0], "state": ["7", 0], "drag_step": drag_step, "self_attention_control": True,
+                   "sac_step": sac_step, "sac_layer": 10},
+    }
+    if edit_prompt is not None:
+        graph["4"] = {"class_type": "CLIPTextEncode", "inputs": {"text": edit_prompt, "clip": ["1", 1]}}
+        graph["13"]["inputs"]["edit_conditioning"] = ["4", 0]
+    graph["8"]["inputs"]["state"] = ["13", 0]
+    graph["9"]["inputs"].update(start_step=max(0, sac_step - drag_step), start_layer=10)
+    graph["11"]["inputs"]["filename_prefix"] = "dragkit_sacdrag"
+    graph["12"]["inputs"]["filename_prefix"] = "dragkit_sacdrag_trajectory"
+    return graph

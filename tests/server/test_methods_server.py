@@ -1,0 +1,43 @@
+"""DragNoise and the training-free self-attention drag as API graphs through a real server."""
+
+import json
+
+from comfy_client import dragnoise_graph, sacdrag_graph
+
+POINTS = json.dumps({"version": 1, "width": 128, "height": 128, "points": [{"handle": [45, 45], "target": [75, 55]}]})
+
+
+def _summary(entry: dict, node: str) -> dict:
+    return entry["outputs"][node]["drag"][0]
+
+
+def test_the_new_nodes_are_listed(client):
+    for node in ("DragKitBottleneckOptimize", "DragKitSemanticPropagationDenoise", "DragKitDenoiseToStep"):
+        info = client.get_json(f"/object_info/{node}")[node]
+        assert info["category"] == "DragKit"
+        assert all("tooltip" in spec[1] for spec in info["input"]["required"].values()), node
+
+
+def test_the_dragnoise_graph_runs(client):
+    entry = client.run(dragnoise_graph(POINTS, max_iterations=4, end_step=10))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    summary = _summary(entry, "10")
+    assert summary["iterations"] == 4 and summary["unet_passes"] == 5  # capture + one per iteration
+    assert entry["outputs"]["8"]["images"] and entry["outputs"]["11"]["images"]  # result and drag preview
+
+
+def test_the_training_free_graph_runs_with_an_edit_prompt(client):
+    entry = client.run(sacdrag_graph(POINTS, max_iterations=3))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert _summary(entry, "10")["iterations"] == 3
+    assert entry["outputs"]["8"]["images"] and entry["outputs"]["11"]["images"]
+
+
+def test_a_partial_inversion_into_denoise_to_step_is_a_clear_error(client):
+    graph = sacdrag_graph(POINTS, max_iterations=1)
+    graph["5"]["inputs"]["inversion_strength"] = 0.3  # the latent stays at step 7, past drag_step 5
+    entry = client.run(graph)
+    assert entry["status"]["status_str"] == "error"
+    (error,) = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert error["node_type"] == "DragKitDenoiseToStep"
+    assert "input 'drag_step'" in error["exception_message"] and "inversion_strength 1.0" in error["exception_message"]

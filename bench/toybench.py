@@ -1,6 +1,6 @@
 """ToyBench: drag methods on fixed toy-world edit cases, scored against the rendered true edit.
 
-    .venv/bin/python bench/toybench.py [--cases 50] [--methods do_nothing,copy_paste,dragdiffusion]
+    .venv/bin/python bench/toybench.py [--cases 50] [--methods do_nothing,copy_paste,dragdiffusion,dragnoise,sacdrag]
                                        [--lora-steps 80] [--json out.json]
 
 Runs DragKit's real nodes in-process (as ComfyUI runs them, under inference mode) on the bundled toy
@@ -61,31 +61,77 @@ def points_json(case) -> str:
     })
 
 
-def dragdiffusion(models, case, settings: DragSettings = DragSettings()) -> np.ndarray:
-    """LoadImage → IdentityLoRATrain → DragPoints → VAEEncode → DDIMInvert → MotionSupervisionOptimize →
-    ReferenceLatentDenoise → VAEDecode, with the nodes' defaults."""
+def prepare(models, case, settings: DragSettings, lora: bool = True, strength: float | None = None,
+            first_step_correction: bool = False):
+    """The stages every method shares: the case's picture and caption, the identity LoRA (when ``lora`` and
+    ``settings.lora_steps``), DragPoints, VAE Encode and DDIMInvert. Returns (model, vae, state, drag_points).
+    Call under ``torch.inference_mode()``."""
     from dragkit.drag_core.toy.world import caption, render
-    from dragkit.nodes.drag_nodes import MotionSupervisionOptimize
-    from dragkit.nodes.inversion_nodes import DDIMInvert, ReferenceLatentDenoise
+    from dragkit.nodes.inversion_nodes import DDIMInvert
     from dragkit.nodes.lora_nodes import IdentityLoRATrain
     from dragkit.nodes.points_nodes import DragPoints
 
     model, clip, vae = models
     image = torch.from_numpy(render(case.scene))[None]
+    cond = clip.encode_from_tokens_scheduled(clip.tokenize(caption(case.scene)))
+    if lora and settings.lora_steps:
+        model, _ = IdentityLoRATrain().train(
+            model, vae, image, cond, settings.lora_steps, 16, 5e-4, settings.lora_batch,
+            settings.lora_resolution, 0, "auto", "off", "",
+        )
+    drag_points, _ = DragPoints().place(image, points_json(case))["result"]
+    latent = {"samples": vae.encode(image)}
+    strength = settings.inversion_strength if strength is None else strength
+    state, _ = DDIMInvert().invert(model, latent, cond, 50, strength, first_step_correction)
+    return model, vae, state, drag_points
+
+
+def dragdiffusion(models, case, settings: DragSettings = DragSettings()) -> np.ndarray:
+    """LoadImage → IdentityLoRATrain → DragPoints → VAEEncode → DDIMInvert → MotionSupervisionOptimize →
+    ReferenceLatentDenoise → VAEDecode, with the nodes' defaults."""
+    from dragkit.nodes.drag_nodes import MotionSupervisionOptimize
+    from dragkit.nodes.inversion_nodes import ReferenceLatentDenoise
+
     with torch.inference_mode():
-        cond = clip.encode_from_tokens_scheduled(clip.tokenize(caption(case.scene)))
-        if settings.lora_steps:
-            model, _ = IdentityLoRATrain().train(
-                model, vae, image, cond, settings.lora_steps, 16, 5e-4, settings.lora_batch,
-                settings.lora_resolution, 0, "auto", "off", "",
-            )
-        drag_points, _ = DragPoints().place(image, points_json(case))["result"]
-        latent = {"samples": vae.encode(image)}
-        state, _ = DDIMInvert().invert(model, latent, cond, 50, settings.inversion_strength, False)
+        model, vae, state, drag_points = prepare(models, case, settings)
         state, _, _ = MotionSupervisionOptimize().optimize(
             model, state, drag_points, settings.max_iterations, 0.01, 0.1, 1, 3, 2.0, "2", 42, "auto",
         )["result"]
         (edited,) = ReferenceLatentDenoise().denoise(model, state, True, 0, settings.start_layer)
+        return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
+
+
+def dragnoise(models, case, settings: DragSettings = DragSettings(), iterations: int = 60, end_step: int = 0) -> np.ndarray:
+    """DragNoise (SPEC §2) with the nodes' defaults: the same LoRA and inversion as DragDiffusion, then
+    BottleneckOptimize (60 iterations) → SemanticPropagationDenoise (end_step 0, the release) → VAEDecode."""
+    from dragkit.nodes.dragnoise_nodes import BottleneckOptimize, SemanticPropagationDenoise
+
+    with torch.inference_mode():
+        model, vae, state, drag_points = prepare(models, case, settings)
+        state, _, _ = BottleneckOptimize().optimize(
+            model, state, drag_points, iterations, 0.01, 0.1, 1, 3, 2.0, "2", False, 42, "auto",
+        )["result"]
+        (edited,) = SemanticPropagationDenoise().denoise(model, state, end_step)
+        return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
+
+
+def sacdrag(models, case, settings: DragSettings = DragSettings(), drag_step: int = 10, sac_step: int = 10) -> np.ndarray:
+    """The training-free self-attention drag (SPEC §3) with the nodes' defaults: no LoRA, DDIMInvert at
+    strength 1.0 with the first-step correction, DenoiseToStep (drag step 10, control from step 10, layer 10,
+    no edit prompt) → MotionSupervisionOptimize → ReferenceLatentDenoise → VAEDecode."""
+    from dragkit.nodes.drag_nodes import MotionSupervisionOptimize
+    from dragkit.nodes.inversion_nodes import ReferenceLatentDenoise
+    from dragkit.nodes.sacdrag_nodes import DenoiseToStep
+
+    with torch.inference_mode():
+        model, vae, state, drag_points = prepare(models, case, settings, lora=False, strength=1.0,
+                                                 first_step_correction=True)
+        (state,) = DenoiseToStep().denoise(model, state, drag_step, True, sac_step, settings.start_layer)
+        state, _, _ = MotionSupervisionOptimize().optimize(
+            model, state, drag_points, settings.max_iterations, 0.01, 0.1, 1, 3, 2.0, "2", 42, "auto",
+        )["result"]
+        (edited,) = ReferenceLatentDenoise().denoise(model, state, True, max(0, sac_step - drag_step),
+                                                     settings.start_layer)
         return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
 
 
@@ -106,6 +152,10 @@ def run(methods: list[str], count: int, settings: DragSettings) -> dict:
                 result = bench_cases.copy_paste(case)
             elif method == "dragdiffusion":
                 result = dragdiffusion(models, case, settings)
+            elif method == "dragnoise":
+                result = dragnoise(models, case, settings)
+            elif method == "sacdrag":
+                result = sacdrag(models, case, settings)
             else:
                 raise SystemExit(f"unknown method {method!r}")
             seconds.append(time.monotonic() - started)

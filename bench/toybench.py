@@ -42,6 +42,11 @@ class DragSettings:
     start_layer: int = 10
 
 
+# The CI slice (tests/comfy/test_toybench_slice*.py) runs the same graphs with these settings: without the
+# identity LoRA (80 steps at 128 px cost minutes per case on a CPU), which ToyBench itself runs.
+SLICE_SETTINGS = DragSettings(lora_steps=0)
+
+
 def load_models():
     comfyenv.setup()
     from dragkit.nodes.toy_model import load_toy_model

@@ -110,5 +110,8 @@ class DragPoints:
             Points(placed.pairs, width, height, RLEMask.from_tensor(editable)),
             image.detach().cpu().clone(),
         )
-        preview = draw_points(to_pil(image), list(placed.pairs), editable)
-        return {"ui": ui_images(preview), "result": (value, editable[None])}
+        picture = to_pil(image)
+        ui = ui_images(draw_points(picture, list(placed.pairs), editable))
+        # The plain image, for the editor's background when the image does not come from a LoadImage.
+        ui["dragkit_background"] = ui_images(picture)["images"]
+        return {"ui": ui, "result": (value, editable[None])}

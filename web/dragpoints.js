@@ -189,9 +189,12 @@ function isEditedImage(optimizerId, node) {
 async function provideBundledInputs(graph) {
   for (const node of graph?.nodes ?? []) {
     const widget = node.widgets?.find((w) => w.name === "image" && BUNDLED_INPUTS.includes(w.value));
-    if (!widget || widget.options?.values?.includes?.(widget.value)) continue;
+    if (!widget) continue;
     const name = widget.value;
     try {
+      // LoadImage's definition lists the input folder as it is now (no 404 probe in the console).
+      const info = await (await api.fetchApi("/object_info/LoadImage")).json();
+      if (info.LoadImage?.input?.required?.image?.[0]?.includes?.(name)) continue;
       const picture = await fetch(api.apiURL(`/workflow_templates/${PACK}/${name}`));
       if (!picture.ok) continue;
       const body = new FormData();

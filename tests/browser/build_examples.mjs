@@ -1,10 +1,11 @@
-// node build_examples.mjs <server url> <spec.json> <out dir>   (called by build_examples.py)
+// node build_examples.mjs <server url> <spec.json> <out dir> <docs images dir>   (called by build_examples.py)
 // Turns each API graph into a UI-format workflow with the real frontend and pictures its editor.
 import fs from "node:fs";
 import path from "node:path";
 import { launch, openPage, editorBox } from "./comfy_page.mjs";
 
-const [url, specPath, outDir] = process.argv.slice(2);
+const [url, specPath, outDir, docsDir] = process.argv.slice(2);
+const docsShotOf = "dragdiffusion_sd15";
 const spec = JSON.parse(fs.readFileSync(specPath, "utf8"));
 
 // Column layout by the node ids of comfy_client.toy_drag_graph (x, y, width, height; 0 = keep).
@@ -49,6 +50,21 @@ try {
     // The thumbnail: the DragPoints editor with the picture, points and mask, as the user sees it.
     const box = await editorBox(page, 5);
     await page.screenshot({ path: path.join(outDir, `${name}.jpg`), type: "jpeg", quality: 85, clip: box });
+    if (name === docsShotOf) {
+      // The README's picture of the editor: the whole DragPoints node at 100 % zoom.
+      const clip = await page.evaluate(() => {
+        const node = app.graph.getNodeById(5);
+        app.canvas.ds.scale = 1;
+        app.canvas.centerOnNode(node);
+        app.graph.setDirtyCanvas(true, true);
+        const title = LiteGraph.NODE_TITLE_HEIGHT;
+        const [x, y] = app.canvas.ds.convertOffsetToCanvas([node.pos[0], node.pos[1] - title]);
+        const r = app.canvas.canvas.getBoundingClientRect();
+        return { x: r.left + x - 6, y: r.top + y - 6, width: node.size[0] + 12, height: node.size[1] + title + 12 };
+      });
+      await page.waitForTimeout(800);
+      await page.screenshot({ path: path.join(docsDir, "editor.png"), clip });
+    }
   }
   if (problems.length) throw new Error(`console problems:\n${problems.join("\n")}`);
 } finally {

@@ -4,7 +4,7 @@
 
 Each workflow is the API graph loaded into the real frontend (app.loadApiJson), laid out, given a
 Note, saved as UI-format JSON (app.graph.serialize()), and pictured by a screenshot of its DragPoints
-editor (the .jpg thumbnail). The input pictures are rendered toy-world scenes with their edit's
+editor (the .jpg thumbnail; the SD1.5 one also gives docs/images/editor.png). The input pictures are rendered toy-world scenes with their edit's
 points and mask already placed, so each workflow runs as shipped. The toy workflow needs the bundled
 toy weights (its loader node is registered only then).
 """
@@ -138,7 +138,9 @@ def main() -> None:
         spec_path.write_text(json.dumps(spec))
         server = comfy_server.start(base)
         try:
-            subprocess.run(["node", str(HERE / "build_examples.mjs"), server.url, str(spec_path), str(OUT)],
+            (REPO / "docs" / "images").mkdir(parents=True, exist_ok=True)
+            subprocess.run(["node", str(HERE / "build_examples.mjs"), server.url, str(spec_path), str(OUT),
+                            str(REPO / "docs" / "images")],
                            check=True, cwd=HERE)
         finally:
             server.stop()

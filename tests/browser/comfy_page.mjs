@@ -10,11 +10,11 @@ export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 // Console output every page load produces that is not ours (COMFYUI.md §7): missing user files (404),
 // one TypeError reading 'id' from frontend 1.32.9, and the CSP block of api.comfy.org (no outbound traffic).
 const EXPECTED_NOISE = [
-  /Failed to load resource: the server responded with a status of 404/,
   /reading 'id'/,
   /api\.comfy\.org/,
   /Content Security Policy/,
 ];
+const EXPECTED_404 = /\/user\.css|\/userdata[/?]|\/favicon\.ico/;
 
 export async function launch() {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "dragkit-chromium-"));
@@ -27,6 +27,9 @@ export async function launch() {
       "--disable-component-update", "--disable-sync",
     ],
   });
+  // Generous: on a busy 2-core machine Chromium itself can take a while.
+  context.setDefaultTimeout(120000);
+  context.setDefaultNavigationTimeout(120000);
   return {
     context,
     async close() {
@@ -43,7 +46,9 @@ export async function openPage(context, url) {
   page.on("console", (msg) => {
     if (msg.type() !== "error") return;
     const text = msg.text();
-    if (!EXPECTED_NOISE.some((re) => re.test(text))) problems.push(`console: ${text}`);
+    const where = msg.location()?.url ?? "";
+    if (/status of 404/.test(text) && EXPECTED_404.test(where)) return;
+    if (!EXPECTED_NOISE.some((re) => re.test(text))) problems.push(`console: ${text} (${where})`);
   });
   page.on("pageerror", (err) => {
     const text = String(err?.stack || err);
@@ -56,16 +61,17 @@ export async function openPage(context, url) {
     }
   });
   await page.addInitScript(() => localStorage.setItem("vueNodesBannerDismissed", "true"));
-  await page.goto(url);
+  // Not "load": the frontend's hundreds of modules can take minutes on a busy machine; wait for the app.
+  await page.goto(url, { waitUntil: "commit" });
   await waitForApp(page);
   return { page, problems };
 }
 
 export async function waitForApp(page) {
-  await page.waitForFunction(() => window.app?.graph && window.app?.canvas && document.querySelector("canvas"), null, { timeout: 60000 });
+  await page.waitForFunction(() => window.app?.graph && window.app?.canvas && document.querySelector("canvas"), null, { timeout: 300000 });
   // Extensions register asynchronously after the graph exists.
   await page.waitForFunction(() => window.app.extensions?.some?.((e) => e.name === "DragKit.DragPoints")
-    ?? !!window.LiteGraph?.registered_node_types?.DragKitDragPoints, null, { timeout: 60000 });
+    ?? !!window.LiteGraph?.registered_node_types?.DragKitDragPoints, null, { timeout: 300000 });
 }
 
 export async function setSetting(page, id, value) {

@@ -22,6 +22,7 @@ const save = () => fs.writeFileSync(resultsPath, JSON.stringify(results, null, 1
 const PLAN = {
   pairs: [[[0.25, 0.3], [0.45, 0.3]], [[0.3, 0.7], [0.3, 0.5]]],
   extra: [[0.7, 0.75], [0.8, 0.85]],
+  fourth: [[0.85, 0.2], [0.9, 0.3]],
   move: [[0.45, 0.3], [0.5, 0.35]],
   stroke: [[0.2, 0.15], [0.6, 0.15]],
 };
@@ -83,6 +84,21 @@ async function editPoints(page, id, tag) {
     }
   }
   steps.threePairs = JSON.parse(await pointsValue(page, id));
+  // A fourth pair is selected once placed: Delete removes it (not the node), Undo brings it back.
+  for (const p of PLAN.fourth) {
+    const [x, y] = await at(page, id, s, p);
+    await page.mouse.click(x, y);
+  }
+  steps.fourPairs = JSON.parse(await pointsValue(page, id)).points.length;
+  await page.keyboard.press("Delete");
+  steps.afterDelete = JSON.parse(await pointsValue(page, id)).points.length;
+  await clickButton(page, id, "undo");
+  steps.afterUndo = JSON.parse(await pointsValue(page, id)).points.length;
+  const [hx, hy] = await at(page, id, s, PLAN.fourth[0]);
+  await page.mouse.click(hx, hy); // a click on a point selects its pair
+  await page.keyboard.press("Delete");
+  steps.nodeStillThere = (await dragIds(page)).includes(id);
+  steps.afterSecondDelete = JSON.parse(await pointsValue(page, id)).points.length;
   const [rx, ry] = await at(page, id, s, PLAN.extra[0]);
   await page.mouse.click(rx, ry, { button: "right" }); // removes the third pair
   const [[mx0, my0], [mx1, my1]] = [await at(page, id, s, PLAN.move[0]), await at(page, id, s, PLAN.move[1])];
@@ -157,7 +173,7 @@ async function runRenderer(page, renderer) {
     r.edit = await editPoints(page, ids[0], tag);
     r.copyPaste = await copyPaste(page, ids[0]);
     r.beforeReload = await pointsValue(page, ids[0]);
-    await page.reload();
+    await page.reload({ waitUntil: "commit" });
     await waitForApp(page);
     await page.waitForFunction((i) => app.graph.getNodeById(i)?.dragkitEditor?.image, ids[0], { timeout: 20000 });
     r.afterReload = { value: await pointsValue(page, ids[0]), state: await editorState(page, ids[0]) };

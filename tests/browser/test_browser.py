@@ -123,6 +123,9 @@ def test_mouse_places_moves_and_deletes_pairs(run):
         tol = max(1.5, max(w, h) / 256)  # a screen pixel in image pixels, and rounding to 0.1 px
         assert edit["cleared"] == "", (renderer, name)  # Clear in both modes empties the value
         assert len(edit["threePairs"]["points"]) == 3
+        # Delete removes the selected pair (and not the node), the editor's Undo restores it.
+        assert (edit["fourPairs"], edit["afterDelete"], edit["afterUndo"], edit["afterSecondDelete"]) == (4, 3, 4, 3)
+        assert edit["nodeStillThere"]
         points = parse_points(edit["pointsOnly"])
         assert len(points.pairs) == 2, "right-click should remove the third pair"
         for (handle, target), (fh, ft) in zip(points.pairs, PAIRS):

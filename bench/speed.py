@@ -240,6 +240,9 @@ def run_pipeline(args: argparse.Namespace, sampler: RssSampler, counter: PassCou
             drag_points, _ = DragPoints().place(pixels, text, editable_mask(args.size))["result"]
         with measure("DDIMInvert (50 steps, 0.7)", stages, sampler, counter):
             state, _ = DDIMInvert().invert(model, latent, conditioning, 50, 0.7, False)
+        if args.methods_only:
+            info["_run"] = (model, state, drag_points)
+            return stages, info
         with measure(f"MotionSupervisionOptimize ({args.iterations} it.)", stages, sampler, counter) as stage:
             edited, tracked, _ = MotionSupervisionOptimize().optimize(
                 model, state, drag_points, max_iterations=args.iterations, lr=0.01, lam=0.1, r_m=1, r_p=3,
@@ -530,23 +533,8 @@ def environment() -> dict:
     }
 
 
-def markdown(results: dict) -> str:
-    def f(x: float | None, digits: int = 2) -> str:
-        return "–" if x is None else f"{x:.{digits}f}"
-
-    lines = [
-        "| stage | wall s | CPU s | UNet passes (batch items) | s / UNet pass | s / iteration | peak RSS growth MiB "
-        "| load avg before → after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for s in results["stages"]:
-        passes = f"{s['unet_passes']} ({s['unet_batch_items']})" if s["unet_passes"] else "0"
-        lines.append(
-            f"| {s['name']} | {f(s['seconds'])} | {f(s['cpu_seconds'])} | {passes} | {f(s['seconds_per_pass'])} | "
-            f"{f(s['seconds_per_iteration'])} | {s['peak_rss_growth_mib']:.0f} | "
-            f"{s['load_avg_1min'][0]:.1f} → {s['load_avg_1min'][1]:.1f} |"
-        )
-    c = results["grad_modes"]
+def grad_modes_markdown(c: dict) -> list[str]:
+    lines: list[str] = []
     a, b = c["A_frozen"], c["B_requires_grad"]
     rows = (("A: DragKit (weights frozen, autograd.grad w.r.t. z_t)", a),
             ("B: reference (weights require grad, loss.backward())", b))
@@ -580,6 +568,27 @@ def markdown(results: dict) -> str:
         )
     else:
         lines.append(f"Clean pairs ({c['clean_pair_rule']}): none; every pair shared the CPU with another process")
+    return lines
+
+
+def markdown(results: dict) -> str:
+    def f(x: float | None, digits: int = 2) -> str:
+        return "–" if x is None else f"{x:.{digits}f}"
+
+    lines = [
+        "| stage | wall s | CPU s | UNet passes (batch items) | s / UNet pass | s / iteration | peak RSS growth MiB "
+        "| load avg before → after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in results["stages"]:
+        passes = f"{s['unet_passes']} ({s['unet_batch_items']})" if s["unet_passes"] else "0"
+        lines.append(
+            f"| {s['name']} | {f(s['seconds'])} | {f(s['cpu_seconds'])} | {passes} | {f(s['seconds_per_pass'])} | "
+            f"{f(s['seconds_per_iteration'])} | {s['peak_rss_growth_mib']:.0f} | "
+            f"{s['load_avg_1min'][0]:.1f} → {s['load_avg_1min'][1]:.1f} |"
+        )
+    if results.get("grad_modes"):
+        lines += grad_modes_markdown(results["grad_modes"])
     if "methods" in results:
         m = results["methods"]
         lines += [
@@ -617,6 +626,8 @@ def main() -> None:
     parser.add_argument("--method-repeats", type=int, default=3,
                         help="interleaved DragDiffusion/DragNoise runs for the per-iteration comparison (0 = skip)")
     parser.add_argument("--method-iterations", type=int, default=6, help="iterations per run of that comparison")
+    parser.add_argument("--methods-only", action="store_true",
+                        help="stop the pipeline after DDIMInvert and run only the DragDiffusion/DragNoise comparison")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     if args.size % 8 or args.size < 64:
@@ -639,7 +650,8 @@ def main() -> None:
         stages, info = run_pipeline(args, sampler, counter)
         model, state, drag_points = info.pop("_run")
         pairs = args.pairs or args.iterations
-        grad_modes = compare_grad_modes(model, state, drag_points, pairs, args.stop_distance, sampler)
+        grad_modes = (None if args.methods_only else
+                      compare_grad_modes(model, state, drag_points, pairs, args.stop_distance, sampler))
         methods = (compare_methods(model, state, drag_points, args.method_repeats, args.method_iterations,
                                    args.stop_distance) if args.method_repeats > 0 else None)
     finally:
@@ -655,7 +667,7 @@ def main() -> None:
         **info,
         "stages": [{**asdict(s), "seconds_per_pass": s.seconds_per_pass,
                     "seconds_per_iteration": s.seconds_per_iteration} for s in stages],
-        "grad_modes": grad_modes,
+        **({"grad_modes": grad_modes} if grad_modes else {}),
         **({"methods": methods} if methods else {}),
     }
     if args.json:

@@ -185,29 +185,33 @@ function isEditedImage(optimizerId, node) {
   return optimizer ? downstream(optimizer, [0]).has(node.id) : false;
 }
 
-/** Upload an example workflow's input picture when a loaded graph asks for it and the server lacks it. */
-async function provideBundledInputs(graph) {
-  for (const node of graph?.nodes ?? []) {
-    const widget = node.widgets?.find((w) => w.name === "image" && BUNDLED_INPUTS.includes(w.value));
-    if (!widget) continue;
-    const name = widget.value;
-    try {
-      // LoadImage's definition lists the input folder as it is now (no 404 probe in the console).
-      const info = await (await api.fetchApi("/object_info/LoadImage")).json();
-      if (info.LoadImage?.input?.required?.image?.[0]?.includes?.(name)) continue;
+/**
+ * Upload an example workflow's input picture when a workflow about to load asks for it and the server
+ * lacks it. Runs before the graph is configured, so LoadImage never asks for a missing file.
+ */
+async function provideBundledInputs(graphData) {
+  const wanted = new Set();
+  for (const node of graphData?.nodes ?? []) {
+    for (const v of Array.isArray(node.widgets_values) ? node.widgets_values : []) {
+      if (BUNDLED_INPUTS.includes(v)) wanted.add(v);
+    }
+  }
+  if (!wanted.size) return;
+  try {
+    // LoadImage's definition lists the input folder as it is now.
+    const info = await (await api.fetchApi("/object_info/LoadImage")).json();
+    const present = info.LoadImage?.input?.required?.image?.[0] ?? [];
+    for (const name of wanted) {
+      if (present.includes(name)) continue;
       const picture = await fetch(api.apiURL(`/workflow_templates/${PACK}/${name}`));
       if (!picture.ok) continue;
       const body = new FormData();
       body.append("image", new File([await picture.blob()], name, { type: "image/png" }));
       body.append("overwrite", "false");
-      const r = await api.fetchApi("/upload/image", { method: "POST", body });
-      if (!r.ok) continue;
-      if (Array.isArray(widget.options?.values) && !widget.options.values.includes(name)) widget.options.values.push(name);
-      widget.value = name;
-      widget.callback?.(name); // LoadImage shows its preview again
-    } catch (e) {
-      console.warn(`DragKit: could not provide the example image ${name}`, e);
+      await api.fetchApi("/upload/image", { method: "POST", body });
     }
+  } catch (e) {
+    console.warn("DragKit: could not provide the example pictures", e);
   }
 }
 
@@ -227,7 +231,7 @@ app.registerExtension({
   setup() {
     api.addEventListener("executed", onExecuted);
   },
-  async afterConfigureGraph() {
-    await provideBundledInputs(app.graph);
+  async beforeConfigureGraph(graphData) {
+    await provideBundledInputs(graphData);
   },
 });

@@ -30,6 +30,8 @@ TOY_WORKFLOW = REPO / "example_workflows" / "dragdiffusion_toy.json"
 TOY_WEIGHTS = REPO / "models" / "toy" / "dragkit_toy.safetensors"
 OUT = REPO / "outputs" / "browser"
 RENDERERS = ("classic", "vue")
+# The module fixture (server, both renderers, the toy run as shipped) runs inside the first test's timeout.
+pytestmark = pytest.mark.timeout(1500)
 # The clicks of run.mjs, as fractions of the image size.
 PAIRS = [((0.25, 0.3), (0.5, 0.35)), ((0.3, 0.7), (0.3, 0.5))]
 STROKE = ((0.2, 0.15), (0.6, 0.15))
@@ -39,7 +41,7 @@ def _queue_plan() -> dict:
     """The toy workflow runs exactly as shipped; without the toy weights the SD1.5 one runs on the random
     mini checkpoint with small settings (proves the UI → server path, not an edit)."""
     if TOY_WORKFLOW.exists() and TOY_WEIGHTS.exists():
-        return {"workflow": str(TOY_WORKFLOW), "overrides": {}, "timeoutSeconds": 420}
+        return {"workflow": str(TOY_WORKFLOW), "overrides": {}, "timeoutSeconds": 600}
     return {
         "workflow": str(REPO / "example_workflows" / "dragdiffusion_sd15.json"),
         "overrides": {
@@ -80,7 +82,7 @@ def run(tmp_path_factory, request) -> dict:
         config_path = base / "browser-config.json"
         config_path.write_text(json.dumps(config))
         done = subprocess.run([node, str(HERE / "run.mjs"), str(config_path)], cwd=HERE, capture_output=True,
-                              text=True, timeout=900)
+                              text=True, timeout=840)
         results = json.loads(results_path.read_text()) if results_path.exists() else {}
         results["stderr"] = done.stderr[-4000:]
         results["server_log"] = server.log_text()

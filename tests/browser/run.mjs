@@ -231,7 +231,13 @@ try {
     save();
   }
   if (queue) {
-    results.queue = await runQueue(page);
+    // A failed run is the queue test's failure; the edit tests above still report on their own.
+    try {
+      results.queue = await runQueue(page);
+    } catch (e) {
+      results.queue = { error: String(e?.stack || e) };
+      await page.screenshot({ path: path.join(outDir, "queue-failed.png") }).catch(() => {});
+    }
     results.problems.push(...problems.splice(0).map((p) => `queue: ${p}`));
     mark("queue");
   }

@@ -192,6 +192,7 @@ def test_toy_workflow_is_the_demo_graph(run):
 def test_queue_from_the_run_button_succeeds_and_the_editor_shows_tracked_handles(run):
     q = run["queue"]
     assert q, "nothing was queued"
+    assert not q.get("error"), f"the run from the UI did not finish: {q['error']}\n{run['server_log'][-3000:]}"
     kinds = [e["type"] for e in q["events"]]
     errors = [e["detail"] for e in q["events"] if e["type"] != "execution_success" and e["type"] != "execution_start"]
     assert "execution_success" in kinds, f"the run failed: {json.dumps(errors)[:3000]}"

@@ -1,0 +1,114 @@
+"""Build example_workflows/{dragnoise,sacdrag}_{toy,sd15}.json(+.jpg) with the widget helper's browser
+tooling (tests/browser/build_examples.mjs), from the API graphs in scripts/comfy_client.py.
+
+    .venv/bin/python tests/browser/build_method_examples.py
+"""
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = REPO / "tests" / "browser"
+sys.path[:0] = [str(HERE), str(REPO / "scripts"), str(REPO / "tests"), str(REPO / "bench"), str(REPO)]
+
+import build_examples as be  # noqa: E402
+
+import comfy_client  # noqa: E402
+import comfy_server  # noqa: E402
+
+DRAGNOISE_NOTE = """DragNoise{where}.
+
+{set}The same graph as the DragDiffusion example with two nodes swapped:
+- BottleneckOptimize optimizes the UNet's bottleneck (the middle-block output at t = 681) instead of
+  the latent: the backward pass runs through the decoder only, about half the time per iteration.
+- SemanticPropagationDenoise puts the optimized bottleneck into the denoising steps. end_step 0 (the
+  default) = the released code; 10 = the paper's choice, which leaves the last 10 steps free to
+  restore detail.
+
+mask_term_without_mask off = DragDiffusion's rule (no painted mask, no regularizer); on = the released
+DragNoise code, which then holds the whole image."""
+
+SACDRAG_NOTE = """The training-free self-attention drag{where}: no LoRA.
+
+{set}- DDIMInvert inverts all the way (strength 1.0, first-step correction on).
+- DenoiseToStep denoises the source and the edited branch to step 10 of 50 (drag_step); from
+  sac_step on, the edited branch's self-attention uses the source's keys and values (layers from
+  sac_layer on), keeping identity and style.
+- MotionSupervisionOptimize drags the edited branch there; ReferenceLatentDenoise finishes with the
+  same control (start_step 0, start_layer = sac_layer).
+
+The edit prompt (the second CLIP Text Encode) starts equal to the picture's prompt: change it to edit
+content as well as position."""
+
+TOY_SET = "The input picture, its points and mask are already placed: press Run (a few minutes on a CPU).\n\n"
+SD15_SET = ("Set your SD1.5 checkpoint, picture and prompt, then place points and paint the editable region in "
+            "DragPoints.\n\n")
+
+
+def sd15(graph: dict, lora: bool, prefix: str) -> dict:
+    graph["1"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": be.SD15_CHECKPOINT}}
+    if lora:
+        graph["4"]["inputs"]["resolution"] = 512
+    graph["11"]["inputs"]["filename_prefix"] = prefix
+    graph["12"]["inputs"]["filename_prefix"] = prefix + "_trajectory"
+    return graph
+
+
+def main() -> None:
+    import comfyenv
+
+    comfyenv.setup()
+    toy_image, toy_picture, toy_prompt, toy_points = be.demo_case()
+    sd_image, sd_picture, sd_prompt, sd_points = be.sd15_case()
+    jobs = [
+        ("dragnoise_toy", toy_image, toy_picture,
+         comfy_client.toy_dragnoise_graph(toy_image, toy_prompt, toy_points),
+         DRAGNOISE_NOTE.format(where=" on the bundled toy model", set=TOY_SET)),
+        ("sacdrag_toy", toy_image, toy_picture,
+         comfy_client.toy_sacdrag_graph(toy_image, toy_prompt, toy_points, edit_prompt=toy_prompt),
+         SACDRAG_NOTE.format(where=" on the bundled toy model", set=TOY_SET)),
+        ("dragnoise_sd15", sd_image, sd_picture,
+         sd15(comfy_client.toy_dragnoise_graph(sd_image, sd_prompt, sd_points), True, "dragkit_dragnoise_sd15"),
+         DRAGNOISE_NOTE.format(where=" on Stable Diffusion 1.5", set=SD15_SET)),
+        ("sacdrag_sd15", sd_image, sd_picture,
+         sd15(comfy_client.toy_sacdrag_graph(sd_image, sd_prompt, sd_points, edit_prompt=sd_prompt), False,
+              "dragkit_sacdrag_sd15"),
+         SACDRAG_NOTE.format(where=" on Stable Diffusion 1.5", set=SD15_SET)),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        base = comfy_server.prepare_base(Path(tmp) / "base")
+        spec = []
+        for name, image, picture, graph, note in jobs:
+            picture.save(base / "input" / image)
+            spec.append({"name": name, "graph": graph, "note": note})
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        docs = Path(tmp) / "docs"
+        docs.mkdir()
+        server = comfy_server.start(base)
+        try:
+            subprocess.run(["node", str(HERE / "build_examples.mjs"), server.url, str(spec_path), str(be.OUT), str(docs)],
+                           check=True, cwd=HERE)
+        finally:
+            server.stop()
+    for name, *_ in jobs:
+        place_denoise_to_step(be.OUT / f"{name}.json")
+        print(be.OUT / f"{name}.json")
+
+
+def place_denoise_to_step(path: Path) -> None:
+    """DenoiseToStep (node 13) has no slot in the shared layout: put it between DDIMInvert and the drag."""
+    workflow = json.loads(path.read_text())
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    if nodes.get(13, {}).get("type") != "DragKitDenoiseToStep":
+        return
+    nodes[13]["pos"] = [860, 330]
+    for node_id, dy in ((8, 260), (12, 260)):
+        nodes[node_id]["pos"] = [nodes[node_id]["pos"][0], nodes[node_id]["pos"][1] + dy]
+    path.write_text(json.dumps(workflow, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

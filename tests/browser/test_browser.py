@@ -208,4 +208,7 @@ def test_queue_from_the_run_button_succeeds_and_the_editor_shows_tracked_handles
 
 def test_no_console_errors_beyond_the_known_noise(run):
     assert run["problems"] == [], "\n".join(run["problems"])
-    assert "IMPORT FAILED" not in run["server_log"]
+    # ComfyUI's own audio nodes fail to import without torchaudio (known, harmless): judge only our pack's lines.
+    ours = [line for line in run["server_log"].splitlines() if "custom_nodes/dragkit" in line]
+    assert ours, "ComfyUI never mentioned the pack"
+    assert not [line for line in ours if "IMPORT FAILED" in line], ours

@@ -45,6 +45,23 @@ def drag_summary(result, tracked: PointsOnImage) -> dict:
     }
 
 
+def drag_outputs(out_state: DiffusionState, drag_points: PointsOnImage, result, image_h: int, image_w: int) -> dict:
+    """What an optimizing node returns: (out_state, tracked points, preview) plus the preview picture and the
+    ``drag_summary`` in its UI output. Trajectories go from the latent's grid to the pixels of the image the
+    points were placed on."""
+    points = drag_points.points
+    scale = torch.tensor([points.width / image_w, points.height / image_h])
+    paths = tuple(
+        tuple(tuple((to_pixels(step[i : i + 1], image_h, image_w)[0] * scale).tolist()) for step in result.trajectory)
+        for i in range(len(points.pairs))
+    )
+    tracked = replace(drag_points, trajectories=paths)
+    picture = draw_points(to_pil(drag_points.image), list(points.pairs), drag_points.mask(), [list(p) for p in paths])
+    ui = ui_images(picture)
+    ui["drag"] = [drag_summary(result, tracked)]
+    return {"ui": ui, "result": (out_state, tracked, to_image(picture))}
+
+
 class MotionSupervisionOptimize:
     DESCRIPTION = (
         "DragDiffusion's drag: optimizes the inverted latent z_t so the UNet features at the handles move "
@@ -118,19 +135,4 @@ class MotionSupervisionOptimize:
             "%s: %d iterations, %d UNet passes (forward+backward), reached=%s, mean distance %.1f px",
             node, result.iterations, result.unet_passes, result.reached, 2 * result.final_distance,
         )
-        outputs = self._outputs(state, drag_points, result, image_h, image_w)
-        outputs["ui"]["drag"] = [drag_summary(result, outputs["result"][1])]
-        return outputs
-
-    @staticmethod
-    def _outputs(state, drag_points: PointsOnImage, result, image_h: int, image_w: int):
-        points = drag_points.points
-        # Grid → pixels of the latent's image → pixels of the image the points were placed on.
-        scale = torch.tensor([points.width / image_w, points.height / image_h])
-        paths = tuple(
-            tuple(tuple((to_pixels(step[i : i + 1], image_h, image_w)[0] * scale).tolist()) for step in result.trajectory)
-            for i in range(len(points.pairs))
-        )
-        tracked = replace(drag_points, trajectories=paths)
-        picture = draw_points(to_pil(drag_points.image), list(points.pairs), drag_points.mask(), [list(p) for p in paths])
-        return {"ui": ui_images(picture), "result": (state.with_edit(result.latent), tracked, to_image(picture))}
+        return drag_outputs(state.with_edit(result.latent), drag_points, result, image_h, image_w)

@@ -16,7 +16,7 @@ from ..drag_core.mask import editable_mask_for_latent
 from ..drag_core.points import PointsError, grid_points
 from .comfy_unet import ComfyBackbone
 from .common import CATEGORY, STATE_TYPE, model_latent_out, progress_callback, resolve_precision, send_text
-from .drag_nodes import MotionSupervisionOptimize, drag_summary, parse_blocks
+from .drag_nodes import drag_outputs, parse_blocks
 from .errors import DragKitInputError
 from .inversion_nodes import check_state
 from .points_nodes import POINTS_TYPE, PointsOnImage
@@ -103,11 +103,7 @@ class BottleneckOptimize:
             "%s: %d iterations, %d UNet passes (1 capture + forward+backward per iteration), reached=%s, "
             "mean distance %.1f px", node, result.iterations, result.unet_passes, result.reached, 2 * result.final_distance,
         )
-        outputs = MotionSupervisionOptimize._outputs(state, drag_points, result, image_h, image_w)
-        _, tracked, preview = outputs["result"]
-        outputs["result"] = (replace(state, bottleneck=result.bottleneck), tracked, preview)
-        outputs["ui"]["drag"] = [drag_summary(result, tracked)]
-        return outputs
+        return drag_outputs(replace(state, bottleneck=result.bottleneck), drag_points, result, image_h, image_w)
 
 
 class SemanticPropagationDenoise:

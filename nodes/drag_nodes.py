@@ -20,6 +20,25 @@ from .preview import draw_points, to_image, to_pil, ui_images
 log = logging.getLogger(__name__)
 
 
+def tracking_inputs(config) -> dict:
+    """The motion-supervision and point-tracking widgets shared by both optimizing nodes, in widget order
+    (saved workflows store widget values by position, so the order must not change)."""
+    return {
+        "r_m": ("INT", {"default": config.r_m, "min": 0, "max": 16, "tooltip": "Motion-supervision patch half-size (grid cells)."}),
+        "r_p": ("INT", {"default": config.r_p, "min": 0, "max": 32, "tooltip": "Point-tracking search window half-size (grid cells)."}),
+        "stop_distance": ("FLOAT", {"default": config.stop_distance, "min": 0.1, "max": 64.0, "step": 0.1, "tooltip": "A handle closer than this to its target (grid cells = 2 px) has arrived."}),
+        "feature_blocks": ("STRING", {"default": ",".join(map(str, config.feature_blocks)), "tooltip": "Decoder blocks whose features supervise the drag, comma-separated (2 = third decoder block)."}),
+    }
+
+
+def seed_precision_inputs(config) -> dict:
+    """The last two widgets of both optimizing nodes."""
+    return {
+        "seed": ("INT", {"default": config.seed, "min": 0, "max": 2**31 - 1, "tooltip": "Seed for reproducibility."}),
+        "precision": (["auto", "fp32", "fp16", "bf16"], {"default": "auto", "tooltip": "auto: fp16 autocast with loss scaling on CUDA (the reference), fp32 elsewhere."}),
+    }
+
+
 def parse_blocks(text: str, node: str) -> tuple[int, ...]:
     try:
         blocks = tuple(int(part) for part in str(text).replace(" ", "").split(",") if part)
@@ -89,12 +108,8 @@ class MotionSupervisionOptimize:
                 "max_iterations": ("INT", {"default": 80, "min": 0, "max": 2000, "tooltip": "At most this many optimization steps (n_pix_step)."}),
                 "lr": ("FLOAT", {"default": 0.01, "min": 1e-5, "max": 1.0, "step": 0.001, "tooltip": "Adam learning rate on the latent."}),
                 "lam": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 100.0, "step": 0.01, "tooltip": "λ of the masked regularizer (sum over the latent outside the mask)."}),
-                "r_m": ("INT", {"default": 1, "min": 0, "max": 16, "tooltip": "Motion-supervision patch half-size (grid cells)."}),
-                "r_p": ("INT", {"default": 3, "min": 0, "max": 32, "tooltip": "Point-tracking search window half-size (grid cells)."}),
-                "stop_distance": ("FLOAT", {"default": 2.0, "min": 0.1, "max": 64.0, "step": 0.1, "tooltip": "A handle closer than this to its target (grid cells = 2 px) has arrived."}),
-                "feature_blocks": ("STRING", {"default": "2", "tooltip": "Decoder blocks whose features supervise the drag, comma-separated (2 = third decoder block)."}),
-                "seed": ("INT", {"default": 42, "min": 0, "max": 2**31 - 1, "tooltip": "Seed for reproducibility."}),
-                "precision": (["auto", "fp32", "fp16", "bf16"], {"default": "auto", "tooltip": "auto: fp16 autocast with loss scaling on CUDA (the reference), fp32 elsewhere."}),
+                **tracking_inputs(DragConfig()),
+                **seed_precision_inputs(DragConfig()),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }

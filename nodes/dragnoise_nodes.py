@@ -16,7 +16,7 @@ from ..drag_core.mask import editable_mask_for_latent
 from ..drag_core.points import PointsError, grid_points
 from .comfy_unet import ComfyBackbone
 from .common import CATEGORY, STATE_TYPE, model_latent_out, progress_callback, resolve_precision, send_text
-from .drag_nodes import drag_outputs, parse_blocks
+from .drag_nodes import drag_outputs, parse_blocks, seed_precision_inputs, tracking_inputs
 from .errors import DragKitInputError
 from .inversion_nodes import check_state
 from .points_nodes import POINTS_TYPE, PointsOnImage
@@ -58,13 +58,9 @@ class BottleneckOptimize:
                 "max_iterations": ("INT", {"default": c.max_iterations, "min": 0, "max": 2000, "tooltip": "At most this many optimization steps (DragNoise's demo: 60; its benchmark run: 80)."}),
                 "lr": ("FLOAT", {"default": c.lr, "min": 1e-5, "max": 1.0, "step": 0.001, "tooltip": "Adam learning rate on the bottleneck h (demo 0.01; benchmark run 0.02)."}),
                 "lam": ("FLOAT", {"default": c.lam, "min": 0.0, "max": 100.0, "step": 0.01, "tooltip": "λ of the masked regularizer (sum over the latent outside the mask; demo 0.1, benchmark run 0.2)."}),
-                "r_m": ("INT", {"default": c.r_m, "min": 0, "max": 16, "tooltip": "Motion-supervision patch half-size (grid cells)."}),
-                "r_p": ("INT", {"default": c.r_p, "min": 0, "max": 32, "tooltip": "Point-tracking search window half-size (grid cells)."}),
-                "stop_distance": ("FLOAT", {"default": c.stop_distance, "min": 0.1, "max": 64.0, "step": 0.1, "tooltip": "A handle closer than this to its target (grid cells = 2 px) has arrived."}),
-                "feature_blocks": ("STRING", {"default": "2", "tooltip": "Decoder blocks whose features supervise the drag, comma-separated (2 = third decoder block)."}),
+                **tracking_inputs(c),
                 "mask_term_without_mask": ("BOOLEAN", {"default": c.mask_term_without_mask, "tooltip": "Off (default, DragDiffusion's rule): without a painted mask the λ term is skipped. On: the released DragNoise code's behaviour, which adds it anyway and so holds the whole image."}),
-                "seed": ("INT", {"default": c.seed, "min": 0, "max": 2**31 - 1, "tooltip": "Seed for reproducibility."}),
-                "precision": (["auto", "fp32", "fp16", "bf16"], {"default": "auto", "tooltip": "auto: fp16 autocast with loss scaling on CUDA (the reference), fp32 elsewhere."}),
+                **seed_precision_inputs(c),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }

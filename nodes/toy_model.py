@@ -31,6 +31,11 @@ TOY_VAE = {
     "double_z": True, "z_channels": 4, "resolution": IMAGE_SIZE, "in_channels": 3, "out_ch": 3, "ch": 32,
     "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0,
 }
+# ComfyUI's Normalize is GroupNorm with 32 groups: at 32 channels that is a per-channel instance norm,
+# which erases the absolute colour of flat regions (a channel that is constant over the image becomes 0).
+# The toy VAE keeps ComfyUI's classes and weights' shapes but uses groups of 8 channels, as SD's own VAE
+# has at least 4 channels in every group (docs/TOY_MODEL.md, "VAE").
+TOY_VAE_GROUP_CHANNELS = 8
 TOY_TEXT = {
     "architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0, "dropout": 0.0,
     "eos_token_id": 49407, "hidden_act": "quick_gelu", "hidden_size": 128, "initializer_factor": 1.0,
@@ -57,6 +62,13 @@ def build_unet(dtype: torch.dtype = torch.float32):
 
 def vae_config() -> dict:
     return {"params": {"ddconfig": dict(TOY_VAE), "embed_dim": 4}}
+
+
+def regroup_vae_norms(vae_model: torch.nn.Module, channels_per_group: int = TOY_VAE_GROUP_CHANNELS) -> None:
+    """Set every GroupNorm of the toy VAE to ``channels_per_group`` channels a group (no weight changes)."""
+    for m in vae_model.modules():
+        if isinstance(m, torch.nn.GroupNorm):
+            m.num_groups = m.num_channels // channels_per_group
 
 
 def build_clip(state_dict: dict[str, torch.Tensor] | None = None):
@@ -103,6 +115,7 @@ def load_toy_model(path: Path = TOY_WEIGHTS):
         raise RuntimeError(f"{path} holds NaN or infinite weights")
     clip = build_clip(clip_sd)
     vae = comfy.sd.VAE(sd=vae_sd, config=vae_config())
+    regroup_vae_norms(vae.first_stage_model)
     return model, clip, vae
 
 

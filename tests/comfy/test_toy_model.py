@@ -6,7 +6,7 @@ import torch
 def test_a_short_training_run_saves_a_model_that_loads_and_runs(comfy, tmp_path):
     import train_toy
     from dragkit.nodes.comfy_unet import ComfyBackbone
-    from dragkit.nodes.toy_model import IMAGE_SIZE, load_toy_model
+    from dragkit.nodes.toy_model import IMAGE_SIZE, TOY_VAE_GROUP_CHANNELS, load_toy_model
 
     vae_model, vae_report = train_toy.train_vae(steps=2, batch=2, seed=0)
     model, clip, used, report = train_toy.train_diffusion(vae_model, steps=2, batch=4, dataset_size=8, seed=0)
@@ -21,5 +21,7 @@ def test_a_short_training_run_saves_a_model_that_loads_and_runs(comfy, tmp_path)
         image = vae.decode(latent)
     assert cond[0][0].shape == (1, 77, 128) and torch.isfinite(cond[0][0]).all()
     assert latent.shape == (1, 4, IMAGE_SIZE // 8, IMAGE_SIZE // 8) and image.shape == (1, IMAGE_SIZE, IMAGE_SIZE, 3)
+    norms = [m for m in vae.first_stage_model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_channels // m.num_groups == TOY_VAE_GROUP_CHANNELS for m in norms)
     backbone = ComfyBackbone(model, "Test", feature_blocks=(2,), mutual_start_layer=10)
     assert backbone.num_self_attention_layers == 16 and backbone.layout.decoder_taps[2] == 9  # SD1.5's indices

@@ -66,7 +66,7 @@ def main() -> None:
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
     import train_toy
-    from dragkit.nodes.toy_model import vae_config
+    from dragkit.nodes.toy_model import regroup_vae_norms, vae_config
 
     params = dict(vae_config()["params"])
     params["ddconfig"] = dict(params["ddconfig"], ch=args.ch, resolution=args.size, num_res_blocks=args.res_blocks,
@@ -76,9 +76,7 @@ def main() -> None:
     if args.zero_init:
         train_toy.zero_residual_branches(vae)
     if args.group_channels:
-        for m in vae.modules():
-            if isinstance(m, torch.nn.GroupNorm):
-                m.num_groups = m.num_channels // args.group_channels
+        regroup_vae_norms(vae, args.group_channels)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
     rng = np.random.default_rng(0)
     held_out = batch(np.random.default_rng(7), 32, args.size)

@@ -25,3 +25,22 @@ def test_a_short_training_run_saves_a_model_that_loads_and_runs(comfy, tmp_path)
     assert norms and all(m.num_channels // m.num_groups == TOY_VAE_GROUP_CHANNELS for m in norms)
     backbone = ComfyBackbone(model, "Test", feature_blocks=(2,), mutual_start_layer=10)
     assert backbone.num_self_attention_layers == 16 and backbone.layout.decoder_taps[2] == 9  # SD1.5's indices
+
+
+def test_zero_residual_branches_make_every_vae_block_the_identity(comfy):
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    import train_toy
+    from dragkit.nodes.toy_model import vae_config
+
+    vae_model = AutoencoderKL(**vae_config()["params"])
+    train_toy.reset_parameters(vae_model, 0)
+    train_toy.zero_residual_branches(vae_model)
+    mid = vae_model.decoder.mid  # a res block and an attention block, 64 channels each
+    x = torch.randn(1, 64, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(mid.block_1(x), x)
+        assert torch.equal(mid.attn_1(x), x)
+        reset = AutoencoderKL(**vae_config()["params"])
+        train_toy.reset_parameters(reset, 0)
+        assert not torch.equal(reset.decoder.mid.block_1(x), x)  # without it, the block is not the identity

@@ -41,3 +41,15 @@ def test_dragdiffusion_moves_the_toy_object(toy, case_id):
     assert row["found"], f"case {case_id}: the dragged object vanished"
     assert row["progress"] >= MIN_PROGRESS, f"case {case_id}: {row}"
     assert row["background_psnr"] >= MIN_BACKGROUND_PSNR, f"case {case_id}: {row}"
+
+
+def test_the_vae_roundtrip_reference_keeps_the_object_and_most_of_the_background(toy):
+    """ToyBench's vae_roundtrip row (the background ceiling of latent methods): the object is found where it
+    was (no progress along the drag) and the background survives the toy VAE (measured 27.6 dB on case 0)."""
+    from dragkit.drag_core.toy import bench_cases
+
+    toybench, models = toy
+    case = bench_cases.make_cases(1)[0]
+    row = bench_cases.score(case, toybench.vae_roundtrip(models, case))
+    assert row["found"] and abs(row["progress"]) < 0.2, row
+    assert row["background_psnr"] >= 25.0, row

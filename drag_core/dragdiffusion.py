@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 IterationCallback = Callable[[int, torch.Tensor, float], None]
 
 
+MOTION_ANCHORS = ("current", "initial")
+
+
 @dataclass(frozen=True)
 class DragConfig:
     """Defaults are the reference's (SPEC §1.6)."""
@@ -45,6 +48,9 @@ class DragConfig:
     # The released DragNoise code adds the λ term even without a mask (everything is regularized);
     # DragDiffusion, and the default, skip it then (SPEC §2).
     mask_term_without_mask: bool = False
+    # What motion supervision pulls to the shifted patch: "current" = sg(F) around the tracked handle (the
+    # reference), "initial" = F0 around the initial handle (information-preserving; DragKit option).
+    motion_anchor: str = "current"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -55,6 +61,8 @@ class DragConfig:
             raise ValueError(f"r_m and r_p must be ≥ 0, got {self.r_m}, {self.r_p}")
         if self.lam < 0 or self.lr <= 0:
             raise ValueError(f"lam must be ≥ 0 and lr > 0, got {self.lam}, {self.lr}")
+        if self.motion_anchor not in MOTION_ANCHORS:
+            raise ValueError(f"motion_anchor must be one of {MOTION_ANCHORS}, got {self.motion_anchor!r}")
         if self.max_iterations < 0 or self.stop_distance <= 0:
             raise ValueError(
                 f"max_iterations must be ≥ 0 and stop_distance > 0, got {self.max_iterations}, {self.stop_distance}"
@@ -243,7 +251,8 @@ def motion_supervision_drag(
                 break
 
             if finite:
-                loss = motion_supervision_loss(F, handles, targets, config.r_m, config.stop_distance)
+                anchor = (F0, handles_init) if config.motion_anchor == "initial" else None
+                loss = motion_supervision_loss(F, handles, targets, config.r_m, config.stop_distance, anchor)
                 if mask_latent is not None:
                     z_prev = ddim_step(variable.z_t(x), eps, alpha_t, alpha_prev)
                     loss = loss + config.lam * ((z_prev - z_prev_0).abs() * (1.0 - mask_latent)).sum()

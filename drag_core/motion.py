@@ -33,7 +33,12 @@ def all_reached(handles: torch.Tensor, targets: torch.Tensor, stop_distance: flo
 
 
 def motion_supervision_loss(
-    F: torch.Tensor, handles: torch.Tensor, targets: torch.Tensor, r_m: int = 1, stop_distance: float = 2.0
+    F: torch.Tensor,
+    handles: torch.Tensor,
+    targets: torch.Tensor,
+    r_m: int = 1,
+    stop_distance: float = 2.0,
+    anchor: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Σ_i (2r_m+1)² · mean |sg(F[Ω_i]) − F_bilinear[Ω_i + d_i]| over pairs not yet reached (SPEC §0.6).
 
@@ -46,6 +51,12 @@ def motion_supervision_loss(
     dropped (both sides of the difference), just as clamping Ω drops positions, and the mean runs
     over the remaining positions. The shifted handle itself always stays inside (it lies on the
     segment towards an in-grid target), so every active pair keeps at least one sample.
+
+    ``anchor`` = (F0, initial handles) switches the left-hand side from sg(F[Ω_i]) to the *first*
+    iteration's features around the *initial* handle, F0[Ω_i⁰] (the ``motion_anchor="initial"`` option,
+    after GoodDrag's information-preserving supervision): every step pulls the original content, not
+    whatever the previous steps left at the handle, so appearance cannot drift along the drag. Patch
+    positions whose anchor lies outside the grid are dropped too.
     """
     _, C, H, W = F.shape
     loss = F.new_zeros(())
@@ -70,11 +81,31 @@ def motion_supervision_loss(
         norm_c = shifted_c[keep] / max(W - 1, 1) * 2 - 1
         norm_r = shifted_r[keep] / max(H - 1, 1) * 2 - 1
         sample_grid = torch.stack([norm_c, norm_r], dim=-1).reshape(1, 1, -1, 2).to(F.dtype)
-        moved = nnf.grid_sample(F, sample_grid, mode="bilinear", align_corners=True)
-        moved = moved.reshape(C, -1)
-        anchor = F[0, :, r1:r2, c1:c2].detach()[:, keep]
-        loss = loss + (2 * r_m + 1) ** 2 * (anchor - moved).abs().mean()
+        moved = nnf.grid_sample(F, sample_grid, mode="bilinear", align_corners=True).reshape(C, -1)
+        if anchor is None:
+            reference = F[0, :, r1:r2, c1:c2].detach()[:, keep]
+        else:
+            reference, moved = _initial_patch(anchor, i, grid_r - row, grid_c - col, keep, moved)
+            if reference is None:
+                continue
+        loss = loss + (2 * r_m + 1) ** 2 * (reference - moved).abs().mean()
     return loss
+
+
+def _initial_patch(
+    anchor: tuple[torch.Tensor, torch.Tensor], i: int, off_r: torch.Tensor, off_c: torch.Tensor,
+    keep: torch.Tensor, moved: torch.Tensor,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """F0 at the initial handle i plus the patch offsets (integer cells), for the kept positions; also
+    drops from ``moved`` the positions whose initial-patch cell lies outside the grid."""
+    F0, handles_init = anchor
+    _, _, H, W = F0.shape
+    rows = off_r[keep].long() + int(handles_init[i, 0])
+    cols = off_c[keep].long() + int(handles_init[i, 1])
+    inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
+    if not bool(inside.any()):
+        return None, moved
+    return F0[0, :, rows[inside], cols[inside]].detach(), moved[:, inside]
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import torch
 
-from ..drag_core.dragdiffusion import DragConfig, optimize_latent, to_pixels
+from ..drag_core.dragdiffusion import MOTION_ANCHORS, DragConfig, optimize_latent, to_pixels
 from ..drag_core.mask import editable_mask_for_latent
 from ..drag_core.points import PointsError, grid_points
 from ..drag_core.state import DiffusionState
@@ -36,6 +36,16 @@ def seed_precision_inputs(config) -> dict:
     return {
         "seed": ("INT", {"default": config.seed, "min": 0, "max": 2**31 - 1, "tooltip": "Seed for reproducibility."}),
         "precision": (["auto", "fp32", "fp16", "bf16"], {"default": "auto", "tooltip": "auto: fp16 autocast with loss scaling on CUDA (the reference), fp32 elsewhere."}),
+    }
+
+
+def anchor_inputs() -> dict:
+    """Optional widgets of both optimizing nodes. Optional, so API graphs and saved workflows from before
+    they existed still validate and run with the reference's behaviour."""
+    return {
+        "optional": {
+            "motion_anchor": (list(MOTION_ANCHORS), {"default": "current", "tooltip": "What each step pulls toward the target. current (the paper): the features now at the tracked handle. initial (DragKit option): the original features around the starting handle, so the object's appearance cannot drift along a long drag."}),
+        },
     }
 
 
@@ -111,11 +121,12 @@ class MotionSupervisionOptimize:
                 **tracking_inputs(DragConfig()),
                 **seed_precision_inputs(DragConfig()),
             },
+            **anchor_inputs(),
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def optimize(self, model, state, drag_points, max_iterations, lr, lam, r_m, r_p, stop_distance,
-                 feature_blocks, seed, precision, unique_id=None):
+                 feature_blocks, seed, precision, motion_anchor="current", unique_id=None):
         node = "MotionSupervisionOptimize"
         if not isinstance(state, DiffusionState):
             raise DragKitInputError(node, "state", f"expected a DRAG_STATE from DDIMInvert, got {type(state).__name__}.")
@@ -134,6 +145,7 @@ class MotionSupervisionOptimize:
         config = DragConfig(
             feature_blocks=blocks, r_m=r_m, r_p=r_p, lam=lam, lr=lr, max_iterations=max_iterations,
             stop_distance=stop_distance, seed=seed, precision=resolve_precision(precision, backbone.device),
+            motion_anchor=motion_anchor,
         )
         backbone.load()
 

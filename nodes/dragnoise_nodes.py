@@ -16,7 +16,7 @@ from ..drag_core.mask import editable_mask_for_latent
 from ..drag_core.points import PointsError, grid_points
 from .comfy_unet import ComfyBackbone
 from .common import CATEGORY, STATE_TYPE, model_latent_out, progress_callback, resolve_precision, send_text
-from .drag_nodes import drag_outputs, parse_blocks, seed_precision_inputs, tracking_inputs
+from .drag_nodes import anchor_inputs, drag_outputs, parse_blocks, seed_precision_inputs, tracking_inputs
 from .errors import DragKitInputError
 from .inversion_nodes import check_state
 from .points_nodes import POINTS_TYPE, PointsOnImage
@@ -62,11 +62,12 @@ class BottleneckOptimize:
                 "mask_term_without_mask": ("BOOLEAN", {"default": c.mask_term_without_mask, "tooltip": "Off (default, DragDiffusion's rule): without a painted mask the λ term is skipped. On: the released DragNoise code's behaviour, which adds it anyway and so holds the whole image."}),
                 **seed_precision_inputs(c),
             },
+            **anchor_inputs(),
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def optimize(self, model, state, drag_points, max_iterations, lr, lam, r_m, r_p, stop_distance,
-                 feature_blocks, mask_term_without_mask, seed, precision, unique_id=None):
+                 feature_blocks, mask_term_without_mask, seed, precision, motion_anchor="current", unique_id=None):
         node = "BottleneckOptimize"
         check_state(node, state)
         if not isinstance(drag_points, PointsOnImage):
@@ -85,7 +86,7 @@ class BottleneckOptimize:
         config = replace(
             DRAGNOISE_CONFIG, feature_blocks=blocks, r_m=r_m, r_p=r_p, lam=lam, lr=lr, max_iterations=max_iterations,
             stop_distance=stop_distance, mask_term_without_mask=mask_term_without_mask, seed=seed,
-            precision=resolve_precision(precision, backbone.device),
+            precision=resolve_precision(precision, backbone.device), motion_anchor=motion_anchor,
         )
         backbone.load()
         result = optimize_bottleneck(

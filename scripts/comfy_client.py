@@ -151,7 +151,7 @@ def toy_drag_graph(image: str, prompt: str, points_json: str, lora_steps: int = 
             "inputs": {
                 "model": ["4", 0], "state": ["7", 0], "drag_points": ["5", 0], "max_iterations": max_iterations,
                 "lr": 0.01, "lam": 0.1, "r_m": 1, "r_p": 3, "stop_distance": 2.0, "feature_blocks": "2",
-                "seed": 42, "precision": "auto",
+                "seed": 42, "precision": "auto", "motion_anchor": "current",
             },
         },
         "9": {

@@ -83,6 +83,24 @@ def test_the_drag_is_deterministic_on_cpu(tiny_model, inverted, image):
     assert torch.equal(first, second)
 
 
+def test_motion_anchor_is_optional_defaults_to_the_reference_and_changes_the_drag(tiny_model, inverted, image):
+    from dragkit.nodes.drag_nodes import MotionSupervisionOptimize
+    from dragkit.nodes.dragnoise_nodes import BottleneckOptimize
+
+    for node in (MotionSupervisionOptimize, BottleneckOptimize):  # API graphs without it still validate
+        choices, options = node.INPUT_TYPES()["optional"]["motion_anchor"]
+        assert choices == ["current", "initial"] and options["default"] == "current"
+    place, _, _, _ = _nodes()
+    with torch.inference_mode():
+        drag_points, _ = place.place(image, _points([([40, 40], [70, 52])]))["result"]
+    plain = _drag(tiny_model, inverted, drag_points, iterations=4)["result"][0].edited
+    current = _drag(tiny_model, inverted, drag_points, iterations=4, motion_anchor="current")["result"][0].edited
+    initial = _drag(tiny_model, inverted, drag_points, iterations=4, motion_anchor="initial")["result"][0].edited
+    assert torch.equal(plain, current)
+    # The first step is the same (F = F0 and the handle has not moved); later steps pull F0's features.
+    assert not torch.equal(plain, initial) and torch.isfinite(initial).all()
+
+
 def test_bf16_precision_runs_and_stays_close_to_fp32(tiny_model, inverted, image):
     place, _, _, _ = _nodes()
     with torch.inference_mode():

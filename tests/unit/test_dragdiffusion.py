@@ -245,5 +245,8 @@ def test_config_defaults_match_spec():
         2.0,
         42,
     )
+    assert c.motion_anchor == "current"  # the reference's motion supervision
     with pytest.raises(ValueError):
         DragConfig(lr=0)
+    with pytest.raises(ValueError, match="motion_anchor"):
+        DragConfig(motion_anchor="original")

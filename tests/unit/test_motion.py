@@ -10,13 +10,14 @@ import torch
 from drag_core.motion import all_reached, interpolate_features, motion_supervision_loss, point_tracking
 
 
-def loop_loss(F: torch.Tensor, handles, targets, r_m: int = 1, stop: float = 2.0):
+def loop_loss(F: torch.Tensor, handles, targets, r_m: int = 1, stop: float = 2.0, anchor=None):
     """Straightforward per-sample version of SPEC §0.6 with the explicit bilinear formula.
-    Returns the loss and the number of samples kept per pair (None for a pair without a term)."""
+    Returns the loss and the number of samples kept per pair (None for a pair without a term).
+    ``anchor`` = (F0, initial handles): the left-hand side is F0 at the same offset from the initial handle."""
     _, C, H, W = F.shape
     total = F.new_zeros(())
     kept = []
-    for (hr, hc), (tr, tc) in zip(handles, targets, strict=True):
+    for i, ((hr, hc), (tr, tc)) in enumerate(zip(handles, targets, strict=True)):
         dist = math.hypot(tr - hr, tc - hc)
         if dist < stop:
             kept.append(None)
@@ -39,7 +40,15 @@ def loop_loss(F: torch.Tensor, handles, targets, r_m: int = 1, stop: float = 2.0
                 ):
                     if w > 0:
                         sample = sample + w * F[0, :, y0 + dy, x0 + dx]
-                diffs.append((F[0, :, r, c].detach() - sample).abs())
+                if anchor is None:
+                    reference = F[0, :, r, c].detach()
+                else:
+                    F0, initial = anchor
+                    ar, ac = r - int(hr) + int(initial[i][0]), c - int(hc) + int(initial[i][1])
+                    if not (0 <= ar < H and 0 <= ac < W):
+                        continue
+                    reference = F0[0, :, ar, ac]
+                diffs.append((reference - sample).abs())
         kept.append(len(diffs))
         total = total + (2 * r_m + 1) ** 2 * torch.stack(diffs).mean()
     return total, kept
@@ -69,6 +78,36 @@ def test_loss_and_gradient_match_loop_reference():
     assert torch.allclose(loss, expected, atol=1e-6)
     assert torch.allclose(grad, expected_grad, atol=1e-6)
     assert grad.abs().sum() > 0
+
+
+def test_initial_anchor_matches_loop_reference():
+    """motion_anchor="initial": F0 around the initial handle on the left-hand side, including an initial
+    handle in the corner whose patch leaves the grid (those positions are dropped) and F0 getting no gradient."""
+    g = torch.Generator().manual_seed(3)
+    F = torch.randn(1, 3, 9, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    F0 = torch.randn(1, 3, 9, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    handles = torch.tensor([[4.0, 4.0], [5.0, 5.0], [6.0, 2.0]])
+    initial = torch.tensor([[2.0, 3.0], [0.0, 0.0], [6.0, 2.0]])
+    targets = torch.tensor([[7.0, 6.0], [8.0, 8.0], [8.0, 2.0]])
+
+    loss = motion_supervision_loss(F, handles, targets, anchor=(F0.detach(), initial))
+    grad, grad0 = torch.autograd.grad(loss, [F, F0], allow_unused=True)
+    expected, kept = loop_loss(F, handles.tolist(), targets.tolist(), anchor=(F0.detach(), initial.tolist()))
+    (expected_grad,) = torch.autograd.grad(expected, F)
+
+    assert kept == [9, 4, 9]  # the corner's initial patch keeps only its in-grid 2×2
+    assert torch.allclose(loss, expected, atol=1e-6)
+    assert torch.allclose(grad, expected_grad, atol=1e-6)
+    assert grad0 is None
+    assert not torch.allclose(loss, motion_supervision_loss(F, handles, targets))  # the option changes the loss
+
+
+def test_initial_anchor_is_the_reference_loss_before_anything_moved():
+    F = torch.randn(1, 3, 9, 9, generator=torch.Generator().manual_seed(4))
+    handles = torch.tensor([[h for h in pair[0]] for pair in PAIRS])
+    targets = torch.tensor([[t for t in pair[1]] for pair in PAIRS])
+    assert torch.equal(motion_supervision_loss(F, handles, targets, anchor=(F, handles)),
+                       motion_supervision_loss(F, handles, targets))
 
 
 def test_reached_pair_contributes_nothing():

@@ -138,15 +138,14 @@ def prepare(models, case, settings: DragSettings, lora: bool = True, strength: f
 
 def drag(node, model, state, drag_points, settings: DragSettings, iterations: int | None = None):
     """Run an optimizing node (MotionSupervisionOptimize or BottleneckOptimize) with its defaults except for
-    the settings' lr, stop distance and motion anchor; returns (state, tracked points, preview)."""
+    the settings' lr, r_m, stop distance and motion anchor; returns (state, tracked points, preview)."""
     from dragkit.nodes.dragnoise_nodes import BottleneckOptimize
 
     iterations = settings.max_iterations if iterations is None else iterations
     extra = (False,) if isinstance(node, BottleneckOptimize) else ()  # mask_term_without_mask off
     return node.optimize(
-        model, state, drag_points, iterations, settings.lr, 0.1, settings.r_m, 3, settings.stop_distance, "2", *extra, 42,
-        "auto",
-        motion_anchor=settings.motion_anchor,
+        model, state, drag_points, iterations, settings.lr, 0.1, settings.r_m, 3, settings.stop_distance, "2",
+        *extra, 42, "auto", motion_anchor=settings.motion_anchor,
     )["result"]
 
 

@@ -141,12 +141,12 @@ def drag(node, model, state, drag_points, settings: DragSettings, iterations: in
     the settings' lr, r_m, stop distance and motion anchor; returns (state, tracked points, preview)."""
     from dragkit.nodes.dragnoise_nodes import BottleneckOptimize
 
-    iterations = settings.max_iterations if iterations is None else iterations
-    extra = (False,) if isinstance(node, BottleneckOptimize) else ()  # mask_term_without_mask off
-    return node.optimize(
-        model, state, drag_points, iterations, settings.lr, 0.1, settings.r_m, 3, settings.stop_distance, "2",
-        *extra, 42, "auto", motion_anchor=settings.motion_anchor,
-    )["result"]
+    args = dict(max_iterations=settings.max_iterations if iterations is None else iterations, lr=settings.lr, lam=0.1,
+                r_m=settings.r_m, r_p=3, stop_distance=settings.stop_distance, feature_blocks="2", seed=42,
+                precision="auto", motion_anchor=settings.motion_anchor)
+    if isinstance(node, BottleneckOptimize):
+        args["mask_term_without_mask"] = False
+    return node.optimize(model, state, drag_points, **args)["result"]
 
 
 def vae_roundtrip(models, case) -> np.ndarray:

@@ -39,12 +39,12 @@ def seed_precision_inputs(config) -> dict:
     }
 
 
-def anchor_inputs() -> dict:
+def anchor_inputs(config) -> dict:
     """Optional widgets of both optimizing nodes. Optional, so API graphs and saved workflows from before
     they existed still validate and run with the reference's behaviour."""
     return {
         "optional": {
-            "motion_anchor": (list(MOTION_ANCHORS), {"default": "current", "tooltip": "What each step pulls toward the target. current (the paper): the features now at the tracked handle. initial (DragKit option): the original features around the starting handle, so the object's appearance cannot drift along a long drag."}),
+            "motion_anchor": (list(MOTION_ANCHORS), {"default": config.motion_anchor, "tooltip": "What each step pulls toward the target. current (the paper): the features now at the tracked handle. initial (DragKit option): the original features around the starting handle, so the object's appearance cannot drift along a long drag."}),
         },
     }
 
@@ -121,7 +121,7 @@ class MotionSupervisionOptimize:
                 **tracking_inputs(DragConfig()),
                 **seed_precision_inputs(DragConfig()),
             },
-            **anchor_inputs(),
+            **anchor_inputs(DragConfig()),
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 

@@ -62,7 +62,7 @@ class BottleneckOptimize:
                 "mask_term_without_mask": ("BOOLEAN", {"default": c.mask_term_without_mask, "tooltip": "Off (default, DragDiffusion's rule): without a painted mask the λ term is skipped. On: the released DragNoise code's behaviour, which adds it anyway and so holds the whole image."}),
                 **seed_precision_inputs(c),
             },
-            **anchor_inputs(),
+            **anchor_inputs(c),
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 

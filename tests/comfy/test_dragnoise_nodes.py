@@ -63,6 +63,12 @@ def test_the_node_optimizes_h_and_leaves_z_t_and_the_model_bitwise_unchanged(tin
     assert all(torch.equal(v, weights[k]) for k, v in tiny_model.model.state_dict().items())
 
 
+def test_motion_anchor_reaches_the_bottleneck_drag(tiny_model, inverted, drag_points):
+    plain = _optimize(tiny_model, inverted, drag_points, iterations=4)["result"][0].bottleneck
+    initial = _optimize(tiny_model, inverted, drag_points, iterations=4, motion_anchor="initial")["result"][0].bottleneck
+    assert torch.isfinite(initial).all() and not torch.equal(plain, initial)
+
+
 def test_gradients_reach_h_through_the_real_decoder_and_never_z_t(tiny_model, comfy, inverted, drag_points):
     from dragkit.drag_core.dragnoise import DRAGNOISE_CONFIG, optimize_bottleneck
     from dragkit.drag_core.points import grid_points

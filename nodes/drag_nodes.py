@@ -49,6 +49,12 @@ def anchor_inputs(config) -> dict:
     }
 
 
+def check_anchor(node: str, motion_anchor: str) -> None:
+    """ComfyUI's combo validation rejects other values; this catches direct calls (scripts, other nodes)."""
+    if motion_anchor not in MOTION_ANCHORS:
+        raise DragKitInputError(node, "motion_anchor", f"must be one of {', '.join(MOTION_ANCHORS)}, got {motion_anchor!r}.")
+
+
 def parse_blocks(text: str, node: str) -> tuple[int, ...]:
     try:
         blocks = tuple(int(part) for part in str(text).replace(" ", "").split(",") if part)
@@ -133,6 +139,7 @@ class MotionSupervisionOptimize:
         if not isinstance(drag_points, PointsOnImage):
             raise DragKitInputError(node, "drag_points", f"expected DRAG_POINTS from DragPoints, got {type(drag_points).__name__}.")
         blocks = parse_blocks(feature_blocks, node)
+        check_anchor(node, motion_anchor)
         backbone = ComfyBackbone(model, node, feature_blocks=blocks)
         latent_h, latent_w = state.source.shape[-2:]
         image_h, image_w = 8 * latent_h, 8 * latent_w  # the VAE's pixel grid for this latent

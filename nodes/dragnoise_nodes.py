@@ -16,7 +16,7 @@ from ..drag_core.mask import editable_mask_for_latent
 from ..drag_core.points import PointsError, grid_points
 from .comfy_unet import ComfyBackbone
 from .common import CATEGORY, STATE_TYPE, model_latent_out, progress_callback, resolve_precision, send_text
-from .drag_nodes import anchor_inputs, drag_outputs, parse_blocks, seed_precision_inputs, tracking_inputs
+from .drag_nodes import anchor_inputs, check_anchor, drag_outputs, parse_blocks, seed_precision_inputs, tracking_inputs
 from .errors import DragKitInputError
 from .inversion_nodes import check_state
 from .points_nodes import POINTS_TYPE, PointsOnImage
@@ -75,6 +75,7 @@ class BottleneckOptimize:
         if state.bottleneck is not None:
             log.info("%s: the state already holds an optimized bottleneck; starting again from z_t", node)
         blocks = parse_blocks(feature_blocks, node)
+        check_anchor(node, motion_anchor)
         backbone = ComfyBackbone(model, node, feature_blocks=blocks, bottleneck=True)
         _same_schedule(node, backbone, state)
         latent_h, latent_w = state.source.shape[-2:]

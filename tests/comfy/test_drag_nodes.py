@@ -97,6 +97,10 @@ def test_motion_anchor_is_optional_defaults_to_the_reference_and_changes_the_dra
     current = _drag(tiny_model, inverted, drag_points, iterations=4, motion_anchor="current")["result"][0].edited
     initial = _drag(tiny_model, inverted, drag_points, iterations=4, motion_anchor="initial")["result"][0].edited
     assert torch.equal(plain, current)
+    from dragkit.nodes.errors import DragKitInputError
+
+    with pytest.raises(DragKitInputError, match="MotionSupervisionOptimize: input 'motion_anchor'.*'start'"):
+        _drag(tiny_model, inverted, drag_points, iterations=1, motion_anchor="start")
     # The first step is the same (F = F0 and the handle has not moved); later steps pull F0's features.
     assert not torch.equal(plain, initial) and torch.isfinite(initial).all()
 

@@ -67,6 +67,10 @@ def test_motion_anchor_reaches_the_bottleneck_drag(tiny_model, inverted, drag_po
     plain = _optimize(tiny_model, inverted, drag_points, iterations=4)["result"][0].bottleneck
     initial = _optimize(tiny_model, inverted, drag_points, iterations=4, motion_anchor="initial")["result"][0].bottleneck
     assert torch.isfinite(initial).all() and not torch.equal(plain, initial)
+    from dragkit.nodes.errors import DragKitInputError
+
+    with pytest.raises(DragKitInputError, match="BottleneckOptimize: input 'motion_anchor'.*'start'"):
+        _optimize(tiny_model, inverted, drag_points, iterations=1, motion_anchor="start")
 
 
 def test_gradients_reach_h_through_the_real_decoder_and_never_z_t(tiny_model, comfy, inverted, drag_points):

@@ -92,12 +92,13 @@ def slice_failures(row: dict) -> list[str]:
     return failed
 
 
-def load_models():
+def load_models(path: Path | None = None):
+    """(MODEL, CLIP, VAE) of the bundled toy model, or of another toy model file."""
     comfyenv.setup()
-    from dragkit.nodes.toy_model import load_toy_model
+    from dragkit.nodes.toy_model import TOY_WEIGHTS, load_toy_model
 
     with torch.inference_mode():
-        return load_toy_model()
+        return load_toy_model(path or TOY_WEIGHTS)
 
 
 def points_json(case) -> str:
@@ -203,12 +204,12 @@ def sacdrag(models, case, settings: DragSettings = DragSettings(), drag_step: in
         return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
 
 
-def run(methods: list[str], count: int, settings: DragSettings) -> dict:
+def run(methods: list[str], count: int, settings: DragSettings, model: Path | None = None) -> dict:
     comfyenv.setup()
     from dragkit.drag_core.toy import bench_cases
 
     cases = bench_cases.make_cases(count)
-    models = load_models() if any(m not in ("do_nothing", "copy_paste") for m in methods) else None
+    models = load_models(model) if any(m not in ("do_nothing", "copy_paste") for m in methods) else None
     table = {}
     for method in methods:
         rows, seconds = [], []
@@ -262,6 +263,7 @@ def main() -> None:
     parser.add_argument("--r-m", type=int, default=DragSettings.r_m, help="motion-supervision patch half-size")
     parser.add_argument("--inversion-strength", type=float, default=DragSettings.inversion_strength,
                         help="DragDiffusion's and DragNoise's (the training-free drag inverts fully)")
+    parser.add_argument("--model", type=Path, help="a toy model file other than the bundled one")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     settings = DragSettings(lora_steps=args.lora_steps, lr=args.lr, max_iterations=args.max_iterations,
@@ -269,7 +271,7 @@ def main() -> None:
                             inversion_strength=args.inversion_strength)
     table = {}
     for method in args.methods.split(","):  # one method at a time, so a long run keeps what it finished
-        table.update({settings.label(m): row for m, row in run([method], args.cases, settings).items()})
+        table.update({settings.label(m): row for m, row in run([method], args.cases, settings, args.model).items()})
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(table, indent=1, default=float))

@@ -7,7 +7,9 @@ Everything runs on held-out scenes (seeds the training never used), through Comf
 - text-to-image: core KSampler (ddim, ddim_uniform, 50 steps) from each held-out caption, then for every
   object the caption names, whether the sample shows an object of that colour (the world's own colour
   segmentation finds at least a quarter of its true area) and whether that segment has the named shape
-  (``classify_shape``); also the fraction of samples in which every named object is right.
+  (``classify_shape``); also the fraction of samples in which every named object is right;
+- how much the decoder reads the bottleneck (what DragNoise optimizes): at t = 681 on noised held-out scenes,
+  the relative change of the third decoder block's features and of ε when the middle-block output is zeroed.
 Writes a grid of samples with their captions to docs/images/toy_samples.png.
 """
 
@@ -87,23 +89,57 @@ def grid(images: list[np.ndarray], captions: list[str], columns: int = 4) -> Ima
     return sheet
 
 
+def bottleneck_dependence(model, clip, vae, images: np.ndarray, captions: list[str], t: int = 681, scale: int = 1) -> dict:
+    """Mean relative change ‖Δ‖ / ‖·‖ of the third decoder block's features and of ε when the middle-block
+    output h is replaced by zeros, at timestep ``t`` (DragNoise's), over the given scenes (upsampled
+    ``scale`` × bilinearly: the bottleneck grows with the picture)."""
+    from dragkit.drag_core.backbone import UNetRequest
+    from dragkit.nodes.comfy_unet import ComfyBackbone
+
+    backbone = ComfyBackbone(model, "toy_model_card", feature_blocks=(2,), bottleneck=True)
+    backbone.load()
+    a = float(backbone.alphas_cumprod[t])
+    gen = torch.Generator().manual_seed(HELD_OUT_SEED)
+    features, eps = [], []
+    with torch.inference_mode():
+        for image, text in zip(images, captions):
+            x = torch.from_numpy(image)[None]
+            if scale > 1:
+                x = torch.nn.functional.interpolate(x.movedim(-1, 1), scale_factor=scale, mode="bilinear").movedim(1, -1)
+            z0 = vae.encode(x).float()
+            z_t = a**0.5 * z0 + (1 - a) ** 0.5 * torch.randn(z0.shape, generator=gen)
+            context = clip.encode_from_tokens_scheduled(clip.tokenize(text))[0][0].float()
+            base = backbone(z_t, t, context, UNetRequest((2,), capture_bottleneck=True))
+            zeroed = backbone(z_t, t, context, UNetRequest((2,), bottleneck=torch.zeros_like(base.bottleneck)))
+            features.append(float((zeroed.features[0] - base.features[0]).norm() / base.features[0].norm()))
+            eps.append(float((zeroed.eps - base.eps).norm() / base.eps.norm()))
+    return {"timestep": t, "scenes": len(features), "size": images.shape[1] * scale,
+            "bottleneck": list(base.bottleneck.shape[-2:]), "features_block2": round(float(np.mean(features)), 4),
+            "eps": round(float(np.mean(eps)), 4)}
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=48)
     parser.add_argument("--cfg", type=float, default=5.0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model", type=Path, help="a toy model file other than the bundled one")
     parser.add_argument("--grid", type=Path, default=REPO / "docs" / "images" / "toy_samples.png")
     args = parser.parse_args()
     comfyenv.setup()
     from dragkit.drag_core.toy.world import caption, make_dataset
-    from dragkit.nodes.toy_model import load_toy_model
+    from dragkit.nodes.toy_model import TOY_WEIGHTS, load_toy_model
 
     with torch.inference_mode():
-        model, clip, vae = load_toy_model()
+        model, clip, vae = load_toy_model(args.model or TOY_WEIGHTS)
     images, captions, scenes = make_dataset(max(args.samples, 64), seed=HELD_OUT_SEED)
     psnr = vae_psnr(vae, images[:64])
     log.info("VAE reconstruction PSNR on 64 held-out scenes: %.2f dB", psnr)
+    dependence = [bottleneck_dependence(model, clip, vae, images[:16], captions[:16], scale=k) for k in (1, 2, 4)]
+    for d in dependence:
+        log.info("%d px: zeroing the %s bottleneck changes block-2 features by %.2f %%, ε by %.2f %%",
+                 d["size"], d["bottleneck"], 100 * d["features_block2"], 100 * d["eps"])
     samples, objects, all_ok = [], [], []
     for k in range(args.samples):
         img = sample(model, clip, vae, captions[k], seed=k, cfg=args.cfg, size=scenes[k].size)
@@ -120,6 +156,7 @@ def main() -> None:
         "colour_rate": round(float(np.mean([r["colour_ok"] for r in objects])), 3),
         "colour_and_shape_rate": round(float(np.mean([r["shape_ok"] for r in objects])), 3),
         "all_objects_right_rate": round(float(np.mean(all_ok)), 3),
+        "bottleneck_dependence": dependence,
     }
     print(json.dumps(report, indent=1))
     if args.json:

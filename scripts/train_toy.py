@@ -9,6 +9,9 @@ captions for classifier-free guidance. The text encoder (ComfyUI's SD1 CLIP clas
 its seeded random initialisation: a fixed, deterministic embedding of the caption that the UNet
 learns to read (ComfyUI's CLIP forward uses in-place ops and cannot be trained through). Writes the weights
 (fp16, token embedding stored sparsely) and a JSON report next to them.
+
+Optional stage 3, ``--finetune-from FILE --out OTHER``: fine-tune FILE's UNet (VAE and text encoder kept), e.g.
+with ``--skip-dropout`` (docs/TOY_MODEL.md: an attempt to make the decoder read its bottleneck, for DragNoise).
 """
 
 from __future__ import annotations
@@ -134,21 +137,49 @@ def encode_dataset(vae_model, count: int, seed: int) -> tuple[torch.Tensor, list
     return torch.cat(latents), captions
 
 
-def train_diffusion(vae_model, steps: int, batch: int, dataset_size: int, seed: int):
+class SkipDropout:
+    """An output-block patch that zeroes, for a random ``p`` of the training samples (drawn once a step), the
+    skip connections entering output blocks ``0 … below − 1``: the decoder must then carry the layout up from
+    the bottleneck, while the last blocks' full-resolution skips still bring the noise it predicts.
+
+    Trained without it, the toy UNet's decoder ignores its 2 × 2 bottleneck (zeroing the middle-block
+    output changes the third decoder block's features by 0.1 %). SD1.5's decoder reads its bottleneck,
+    and DragNoise, which optimizes exactly that bottleneck, needs a decoder that does."""
+
+    def __init__(self, p: float, gen: torch.Generator, below: int) -> None:
+        self.p, self.gen, self.below = p, gen, below
+        self.keep: torch.Tensor | None = None
+
+    def new_step(self, batch: int) -> None:
+        self.keep = (torch.rand(batch, generator=self.gen) >= self.p).float().reshape(-1, 1, 1, 1)
+
+    def __call__(self, h, hsp, transformer_options):
+        if transformer_options["block"][1] >= self.below:
+            return h, hsp
+        return h, hsp * self.keep.to(hsp.dtype)
+
+
+def train_diffusion(vae_model, steps: int, batch: int, dataset_size: int, seed: int, lr: float = 4e-4,
+                    skip_dropout: float = 0.0, start=None, skip_dropout_below: int = 9):
+    """Stage 2. ``start`` = (MODEL, CLIP) of an earlier run to fine-tune instead of a fresh UNet."""
     from dragkit.drag_core.schedule import scaled_linear_alphas_cumprod
     from dragkit.nodes.toy_model import build_clip, build_unet
 
     started = time.monotonic()
     latents, captions = encode_dataset(vae_model, dataset_size, seed + 10)
     log.info("encoded %d scenes in %.0f s (latent std %.3f)", len(captions), time.monotonic() - started, latents.std())
-    model = build_unet()
-    unet = model.model.diffusion_model
-    reset_parameters(unet, seed)
-    clip = build_clip()
-    text = clip.cond_stage_model.clip_l
-    reset_parameters(text, seed + 1)
-    with torch.no_grad():
-        text.transformer.text_model.embeddings.position_embedding.weight.normal_(0, 0.1)
+    if start is None:
+        model = build_unet()
+        reset_parameters(model.model.diffusion_model, seed)
+        clip = build_clip()
+        text = clip.cond_stage_model.clip_l
+        reset_parameters(text, seed + 1)
+        with torch.no_grad():
+            text.transformer.text_model.embeddings.position_embedding.weight.normal_(0, 0.1)
+    else:
+        model, clip = start
+        text = clip.cond_stage_model.clip_l
+    unet = model.model.diffusion_model.float()
     text.requires_grad_(False)
     tokenizer = clip.tokenizer.clip_l
     tokens = [[t for t, _ in tokenizer.tokenize_with_weights(c)[0]] for c in captions]
@@ -157,9 +188,11 @@ def train_diffusion(vae_model, steps: int, batch: int, dataset_size: int, seed: 
     params = list(unet.parameters())
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=4e-4, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     alphas = scaled_linear_alphas_cumprod().float()
     gen = torch.Generator().manual_seed(seed + 2)
+    dropout = SkipDropout(skip_dropout, gen, skip_dropout_below)
+    options = {"patches": {"output_block_patch": [dropout]}} if skip_dropout else {}
     losses = []
     unet.train()
     for step in range(steps):
@@ -169,11 +202,12 @@ def train_diffusion(vae_model, steps: int, batch: int, dataset_size: int, seed: 
         rows = [empty if drop[i] else tokens[int(j)] for i, j in enumerate(idx)]
         with torch.no_grad():
             context, _ = text(rows)
+        dropout.new_step(batch)
         t = torch.randint(0, 1000, (batch,), generator=gen)
         noise = torch.randn(z0.shape, generator=gen)
         a = alphas[t].reshape(-1, 1, 1, 1)
         z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
-        eps = unet(z_t, t.float(), context=context)
+        eps = unet(z_t, t.float(), context=context, transformer_options=options)
         loss = F.mse_loss(eps, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -181,13 +215,14 @@ def train_diffusion(vae_model, steps: int, batch: int, dataset_size: int, seed: 
         optimizer.step()
         warm = min(1.0, (step + 1) / 200)
         for group in optimizer.param_groups:
-            group["lr"] = 4e-4 * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / steps)))
+            group["lr"] = lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / steps)))
         losses.append(loss.item())
         if step % 200 == 0 or step == steps - 1:
             log.info("diffusion step %d/%d loss %.4f (%.0f s)", step, steps, np.mean(losses[-200:]),
                      time.monotonic() - started)
     report = {"steps": steps, "batch": batch, "dataset_scenes": dataset_size, "seconds": round(time.monotonic() - started, 1),
-              "final_loss": round(float(np.mean(losses[-200:])), 5), "caption_dropout": 0.1}
+              "final_loss": round(float(np.mean(losses[-200:])), 5), "caption_dropout": 0.1, "lr": lr,
+              "skip_dropout": skip_dropout, "skip_dropout_below": skip_dropout_below, "fine_tuned": start is not None}
     return model, clip, used, report
 
 
@@ -211,6 +246,20 @@ def save(out: Path, vae_model, model, clip, used_tokens: list[int], info: dict) 
     log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
 
 
+def finetune(args) -> None:
+    """Stage 3 (optional): fine-tune an earlier run's UNet, e.g. with skip dropout; VAE and text encoder kept."""
+    from dragkit.nodes.toy_model import load_toy_model
+
+    model, clip, vae = load_toy_model(args.finetune_from)
+    earlier = json.loads(args.finetune_from.with_suffix(".json").read_text())
+    model, clip, used, report = train_diffusion(vae.first_stage_model.float(), args.unet_steps, args.unet_batch, args.dataset,
+                                                args.seed, args.unet_lr, args.skip_dropout, start=(model, clip),
+                                                skip_dropout_below=args.skip_dropout_below)
+    info = dict(earlier, finetune=dict(report, source=args.finetune_from.name))  # its own "seconds"; total unchanged
+    save(args.out, vae.first_stage_model, model, clip, used, info)
+    print(args.out)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -223,12 +272,24 @@ def main() -> None:
     parser.add_argument("--dataset", type=int, default=8000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse-vae", action="store_true", help="reuse the stage-1 VAE written by an earlier run")
+    parser.add_argument("--unet-lr", type=float, default=4e-4)
+    parser.add_argument("--skip-dropout", type=float, default=0.0,
+                        help="zero each UNet skip connection of each training sample with this probability")
+    parser.add_argument("--skip-dropout-below", type=int, default=9,
+                        help="--skip-dropout acts on the skips entering output blocks below this index (9: all but full resolution)")
+    parser.add_argument("--finetune-from", type=Path,
+                        help="fine-tune this toy model's UNet (its VAE and text encoder are kept) instead of training anew")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     import comfyenv
 
     comfyenv.setup()
     started = time.monotonic()
+    if args.finetune_from:
+        if args.finetune_from.resolve() == args.out.resolve():
+            parser.error("--finetune-from and --out are the same file: give the fine-tuned model its own --out")
+        finetune(args)
+        return
     stage1 = args.out.with_name(args.out.stem + ".vae-stage.safetensors")
     if args.reuse_vae and stage1.exists():  # stage 1 is deterministic: reuse it after an interrupted run
         from comfy.ldm.models.autoencoder import AutoencoderKL
@@ -248,7 +309,8 @@ def main() -> None:
         stage1.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in vae_model.state_dict().items()}, str(stage1))
         stage1.with_suffix(".json").write_text(json.dumps(vae_report))
-    model, clip, used, diffusion_report = train_diffusion(vae_model, args.unet_steps, args.unet_batch, args.dataset, args.seed)
+    model, clip, used, diffusion_report = train_diffusion(vae_model, args.unet_steps, args.unet_batch, args.dataset, args.seed,
+                                                          args.unet_lr, args.skip_dropout, skip_dropout_below=args.skip_dropout_below)
     info = {"vae": vae_report, "diffusion": diffusion_report, "seed": args.seed, "threads": torch.get_num_threads(),
             "total_seconds": round(time.monotonic() - started, 1), "torch": torch.__version__}
     save(args.out, vae_model, model, clip, used, info)

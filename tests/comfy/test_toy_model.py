@@ -1,6 +1,10 @@
 """The toy model's classes and training script end to end at a token size: train, save, load, run."""
 
+import argparse
+import json
+
 import torch
+from safetensors.torch import load_file
 
 
 def test_a_short_training_run_saves_a_model_that_loads_and_runs(comfy, tmp_path):
@@ -26,6 +30,18 @@ def test_a_short_training_run_saves_a_model_that_loads_and_runs(comfy, tmp_path)
     backbone = ComfyBackbone(model, "Test", feature_blocks=(2,), mutual_start_layer=10)
     assert backbone.num_self_attention_layers == 16 and backbone.layout.decoder_taps[2] == 9  # SD1.5's indices
 
+    # Stage 3: fine-tune that file's UNet with skip dropout; its VAE and text encoder are kept.
+    tuned = tmp_path / "tuned.safetensors"
+    args = argparse.Namespace(finetune_from=path, out=tuned, unet_steps=2, unet_batch=4, dataset=8, seed=0,
+                              unet_lr=4e-4, skip_dropout=0.5, skip_dropout_below=9)
+    train_toy.finetune(args)
+    before, after = load_file(str(path)), load_file(str(tuned))
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("unet."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("unet."))
+    info = json.loads(tuned.with_suffix(".json").read_text())
+    assert info["finetune"]["skip_dropout"] == 0.5 and info["diffusion"] == report
+
 
 def test_zero_residual_branches_make_every_vae_block_the_identity(comfy):
     from comfy.ldm.models.autoencoder import AutoencoderKL
@@ -44,3 +60,18 @@ def test_zero_residual_branches_make_every_vae_block_the_identity(comfy):
         reset = AutoencoderKL(**vae_config()["params"])
         train_toy.reset_parameters(reset, 0)
         assert not torch.equal(reset.decoder.mid.block_1(x), x)  # without it, the block is not the identity
+
+
+def test_skip_dropout_zeroes_the_deep_skips_of_the_drawn_samples_only(comfy):
+    import train_toy
+
+    dropout = train_toy.SkipDropout(0.5, torch.Generator().manual_seed(0), below=9)
+    dropout.new_step(64)
+    dropped = dropout.keep.flatten() == 0
+    assert 16 < int(dropped.sum()) < 48  # about half of the samples
+    h, hsp = torch.randn(64, 8, 4, 4), torch.randn(64, 8, 4, 4) + 5
+    for block in (0, 8):
+        h_out, hsp_out = dropout(h, hsp, {"block": ("output", block)})
+        assert h_out is h
+        assert (hsp_out[dropped] == 0).all() and torch.equal(hsp_out[~dropped], hsp[~dropped])
+    assert dropout(h, hsp, {"block": ("output", 9)})[1] is hsp  # full-resolution skips are never dropped

@@ -6,7 +6,8 @@ Scored with the toy world's own segmentation against the generator's true edit (
 Measured 2026-11-22 on case 0 (`pytest --runxfail` on this file): the training-free drag moves the object
 89 % of the way and keeps the background at 28.3 dB; DragNoise does not move it (progress −1 %, 27.4 dB), so
 its test runs the whole graph on the trained weights (a crash fails) and is a strict expected failure of its
-assertions: once a model or method change passes, the mark must go.
+assertions: once a model or method change passes, the mark must go. Why it fails (docs/TOY_MODEL.md): replacing
+the toy UNet's bottleneck h by zeros changes its decoder features and ε by 0.05 %, so optimizing h moves nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def toy(comfy):
 
 DRAGNOISE_STILL = pytest.mark.xfail(
     strict=True, raises=AssertionError,
-    reason="DragNoise does not move the toy object (docs/BENCHMARKS.md; the toy UNet's bottleneck is 2 × 2)",
+    reason="DragNoise cannot move the toy object: the toy UNet's decoder ignores its bottleneck (docs/TOY_MODEL.md)",
 )
 
 

@@ -3,6 +3,7 @@
 import argparse
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -75,3 +76,17 @@ def test_skip_dropout_zeroes_the_deep_skips_of_the_drawn_samples_only(comfy):
         assert h_out is h
         assert (hsp_out[dropped] == 0).all() and torch.equal(hsp_out[~dropped], hsp[~dropped])
     assert dropout(h, hsp, {"block": ("output", 9)})[1] is hsp  # full-resolution skips are never dropped
+
+
+def test_training_without_skip_dropout_draws_nothing_for_it(comfy, monkeypatch):
+    # Run 2's weights are reproducible from the default command only if the off switch leaves the RNG stream alone.
+    import train_toy
+
+    def never(self, batch):
+        raise AssertionError("SkipDropout drew random numbers with skip dropout off")
+
+    monkeypatch.setattr(train_toy.SkipDropout, "new_step", never)
+    vae_model, _ = train_toy.train_vae(steps=1, batch=2, seed=0)
+    train_toy.train_diffusion(vae_model, steps=1, batch=2, dataset_size=4, seed=0)
+    with pytest.raises(AssertionError, match="drew random numbers"):
+        train_toy.train_diffusion(vae_model, steps=1, batch=2, dataset_size=4, seed=0, skip_dropout=0.5)

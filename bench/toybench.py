@@ -1,8 +1,12 @@
 """ToyBench: drag methods on fixed toy-world edit cases, scored against the rendered true edit.
 
-    .venv/bin/python bench/toybench.py [--cases 50] [--methods do_nothing,copy_paste,vae_roundtrip,dragdiffusion,dragnoise,sacdrag]
+    .venv/bin/python bench/toybench.py [--set translate|deform] [--cases 50] [--case-seed 1234]
+                                       [--methods do_nothing,copy_paste,vae_roundtrip,dragdiffusion,dragnoise,sacdrag,warp,warp_inpaint]
                                        [--lora-steps 80] [--lr 0.01] [--max-iterations 80] [--stop-distance 2]
-                                       [--motion-anchor current] [--r-m 1] [--inversion-strength 0.7] [--json out.json]
+                                       [--motion-anchor current] [--r-m 1] [--inversion-strength 0.7]
+                                       [--inpaint-dilation 5] [--motion inverse_distance] [--sampling nearest]
+                                       [--revealed keep]
+                                       [--json out.json]
 
 Runs DragKit's real nodes in-process (as ComfyUI runs them, under inference mode) on the bundled toy
 model. Reports per method: MD (px, centroid of the dragged object vs where the true edit puts it),
@@ -10,6 +14,13 @@ MD as a fraction of the mean drag distance, success rate (MD ≤ 3 px), backgrou
 editable mask, vs the source), ground-truth PSNR (vs the true edit) and seconds per edit. Reference rows:
 do_nothing (the source), copy_paste (the generator's true edit) and vae_roundtrip (the source through the
 toy VAE alone: the best background any latent method can keep).
+
+Sets: ``translate`` (the fixed 50 cases of ``bench_cases``; ``--case-seed`` draws another 50) and ``deform``
+(25 turns and scalings given by 2–3 pairs, ``deform_cases``; MD there is the mean distance between the handles,
+mapped by the object's fitted pose, and their targets). ``warp`` is RegionWarp alone (the revealed pixels keep
+the old content); ``warp_inpaint`` adds the toy model's own inpainting through core nodes (VAE Encode → Set
+Latent Noise Mask → KSampler, 20 euler steps, cfg 1, the background-only caption → VAE Decode →
+ImageCompositeMasked). Both take the case's rough region (the object at its source dilated by 3 px).
 """
 
 from __future__ import annotations
@@ -47,16 +58,30 @@ class DragSettings:
     stop_distance: float = 2.0  # grid cells
     motion_anchor: str = "current"
     r_m: int = 1
+    inpaint_dilation: int = 5  # RegionWarp's
+    motion: str = "inverse_distance"  # RegionWarp's
+    sampling: str = "nearest"  # RegionWarp's
+    revealed: str = "keep"  # RegionWarp's
 
     def label(self, method: str) -> str:
-        """The method's row name, with the drag settings that differ from the nodes' defaults."""
+        """The method's row name, with the settings that differ from the nodes' defaults."""
+        keys = WARP_KEYS if method in WARP_METHODS else DRAG_KEYS if method in DRAG_METHODS else ()
         changed = [f"{k}={getattr(self, k):g}" if isinstance(getattr(self, k), float) else f"{k}={getattr(self, k)}"
-                   for k in ("lr", "max_iterations", "stop_distance", "motion_anchor", "r_m", "inversion_strength")
+                   for k in keys
                    if getattr(self, k) != getattr(DragSettings, k) and (k, method) != ("max_iterations", "dragnoise")]
-        return f"{method} ({', '.join(changed)})" if changed and method in DRAG_METHODS else method
+        return f"{method} ({', '.join(changed)})" if changed else method
 
 
 DRAG_METHODS = ("dragdiffusion", "dragnoise", "sacdrag")
+WARP_METHODS = ("warp", "warp_inpaint")
+DRAG_KEYS = ("lr", "max_iterations", "stop_distance", "motion_anchor", "r_m", "inversion_strength")
+WARP_KEYS = ("inpaint_dilation", "motion", "sampling", "revealed")
+# The reference's inpaint_dilation (5 px) is set for ~512 px pictures; the toy world is 128 px: 5 · 128/512 ≈ 1.
+WARP_TOY_SCALED = DragSettings(inpaint_dilation=1)
+# What `make demo` and the toy warp workflow use (comfy_client.toy_warp_graph): that, with DragKit's revealed fill.
+WARP_TOY = DragSettings(inpaint_dilation=1, revealed="fill")
+# ToyBench's second set of 50 translation cases (issue 14), picked once before any warp setting was tried.
+FRESH_CASE_SEED = 2026
 
 # SPEC's drag defaults are set for 512 px pictures; the toy world is 128 px. TOY_SCALED changes two node widgets:
 # stop_distance 2 → 1 grid cell (2 cells = 4 px: 40 % of a short toy drag, more than ToyBench's 3 px success
@@ -101,15 +126,13 @@ def load_models(path: Path | None = None):
         return load_toy_model(path or TOY_WEIGHTS)
 
 
-def points_json(case) -> str:
-    from dragkit.drag_core.points import mask_to_rle
+def points_json(case, region: bool = False) -> str:
+    """The case's points with its editable mask, or (``region``) with the region to move (RegionWarp's)."""
+    from dragkit.drag_core.points import DragPoints, RLEMask
 
     size = case.scene.size
-    return json.dumps({
-        "version": 1, "width": size, "height": size,
-        "points": [{"handle": list(h), "target": list(t)} for h, t in case.pairs],
-        "mask": mask_to_rle(torch.from_numpy(case.mask.astype(np.float32))),
-    })
+    mask = case.region if region else case.mask
+    return DragPoints(case.pairs, size, size, RLEMask.from_tensor(torch.from_numpy(mask.astype(np.float32)))).to_json()
 
 
 def prepare(models, case, settings: DragSettings, lora: bool = True, strength: float | None = None,
@@ -204,12 +227,79 @@ def sacdrag(models, case, settings: DragSettings = DragSettings(), drag_step: in
         return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
 
 
-def run(methods: list[str], count: int, settings: DragSettings, model: Path | None = None) -> dict:
+def region_warp(case, settings: DragSettings = DragSettings()):
+    """DragPoints (the case's rough region as the painted mask) → RegionWarp; returns its (warped, inpaint mask)."""
+    from dragkit.drag_core.toy.world import render
+    from dragkit.nodes.points_nodes import DragPoints
+    from dragkit.nodes.warp_nodes import RegionWarp
+
+    image = torch.from_numpy(render(case.scene))[None]
+    drag_points, _ = DragPoints().place(image, points_json(case, region=True))["result"]
+    warped, mask, _ = RegionWarp().warp(image, drag_points, settings.inpaint_dilation, settings.motion,
+                                        settings.sampling, settings.revealed)["result"]
+    return warped, mask
+
+
+def warp(models, case, settings: DragSettings = DragSettings()) -> np.ndarray:
+    """RegionWarp alone: the region pasted at its target, the revealed pixels left as they were."""
+    with torch.inference_mode():
+        warped, _ = region_warp(case, settings)
+        return warped[0].float().cpu().numpy()
+
+
+def warp_inpaint(models, case, settings: DragSettings = DragSettings()) -> np.ndarray:
+    """RegionWarp, then the toy model's own inpainting of its mask through core nodes (20 euler steps, cfg 1,
+    the background-only caption), composited so that every pixel outside the mask stays the warped one."""
+    import nodes
+    from comfy_extras.nodes_mask import ImageCompositeMasked
+
+    from dragkit.drag_core.toy.world import background_caption
+
+    model, clip, vae = models
+    with torch.inference_mode():
+        warped, mask = region_warp(case, settings)
+        (positive,) = nodes.CLIPTextEncode().encode(clip, background_caption(case.scene))
+        (negative,) = nodes.CLIPTextEncode().encode(clip, "")
+        (latent,) = nodes.VAEEncode().encode(vae, warped)
+        (latent,) = nodes.SetLatentNoiseMask().set_mask(latent, mask)
+        (latent,) = nodes.KSampler().sample(model, 0, 20, 1.0, "euler", "normal", positive, negative, latent, 1.0)
+        (decoded,) = nodes.VAEDecode().decode(vae, latent)
+        (edited,) = ImageCompositeMasked().composite(warped, decoded, 0, 0, False, mask)
+        return edited[0].clamp(0, 1).float().cpu().numpy()
+
+
+METHODS = {
+    "dragdiffusion": dragdiffusion, "dragnoise": dragnoise, "sacdrag": sacdrag,
+    "warp": warp, "warp_inpaint": warp_inpaint,
+}
+
+
+def make_set(name: str, count: int | None = None, seed: int | None = None) -> list:
+    """ToyBench's cases: ``translate`` (default 50, seed 1234) or ``deform`` (default 25, seed 4321)."""
+    from dragkit.drag_core.toy import bench_cases, deform_cases
+
+    if name == "translate":
+        return bench_cases.make_cases(count or 50, **({} if seed is None else {"seed": seed}))
+    if name == "deform":
+        return deform_cases.make_deform_cases(count or 25, **({} if seed is None else {"seed": seed}))
+    raise SystemExit(f"unknown case set {name!r}: translate or deform")
+
+
+def score(case, result) -> dict:
+    from dragkit.drag_core.toy import bench_cases, deform_cases
+
+    if isinstance(case, deform_cases.DeformCase):
+        return deform_cases.score(case, result)
+    return bench_cases.score(case, result)
+
+
+def run(methods: list[str], count: int | None, settings: DragSettings, model: Path | None = None,
+        case_set: str = "translate", case_seed: int | None = None) -> dict:
     comfyenv.setup()
     from dragkit.drag_core.toy import bench_cases
 
-    cases = bench_cases.make_cases(count)
-    models = load_models(model) if any(m not in ("do_nothing", "copy_paste") for m in methods) else None
+    cases = make_set(case_set, count, case_seed)
+    models = load_models(model) if any(m not in ("do_nothing", "copy_paste", "warp") for m in methods) else None
     table = {}
     for method in methods:
         rows, seconds = [], []
@@ -221,16 +311,12 @@ def run(methods: list[str], count: int, settings: DragSettings, model: Path | No
                 result = bench_cases.copy_paste(case)
             elif method == "vae_roundtrip":
                 result = vae_roundtrip(models, case)
-            elif method == "dragdiffusion":
-                result = dragdiffusion(models, case, settings)
-            elif method == "dragnoise":
-                result = dragnoise(models, case, settings)
-            elif method == "sacdrag":
-                result = sacdrag(models, case, settings)
+            elif method in METHODS:
+                result = METHODS[method](models, case, settings)
             else:
                 raise SystemExit(f"unknown method {method!r}")
             seconds.append(time.monotonic() - started)
-            rows.append(bench_cases.score(case, result))
+            rows.append(score(case, result))
             log.info("%s case %d: md %.1f px (drag %.1f px), bg PSNR %.1f dB", method, case.id, rows[-1]["md"],
                      rows[-1]["initial_distance"], rows[-1]["background_psnr"])
         summary = bench_cases.summarize(rows)
@@ -240,19 +326,23 @@ def run(methods: list[str], count: int, settings: DragSettings, model: Path | No
 
 
 def markdown(table: dict) -> str:
-    lines = ["| method | cases | MD (px) | MD / drag | success | background PSNR (dB) | GT PSNR (dB) | s / edit |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | cases | MD (px) | MD / drag | success | found | background PSNR (dB) | GT PSNR (dB) | s / edit |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for method, entry in table.items():
         s = entry["summary"]
-        lines.append(f"| {method} | {int(s['n'])} | {s['md']:.2f} | {s['md_fraction']:.0%} | {s['success_rate']:.0%} | "
-                     f"{s['background_psnr']:.1f} | {s['gt_psnr']:.1f} | {s['seconds_per_edit']:.2f} |")
+        found = round(s["found_rate"] * s["n"])
+        lines.append(f"| {method} | {int(s['n'])} | {s['md']:.2f} | {s['md_fraction']:.1%} | {s['success_rate']:.0%} | "
+                     f"{found}/{int(s['n'])} | {s['background_psnr']:.1f} | {s['gt_psnr']:.1f} | "
+                     f"{s['seconds_per_edit']:.2f} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=50)
+    parser.add_argument("--set", dest="case_set", choices=("translate", "deform"), default="translate")
+    parser.add_argument("--cases", type=int, help="how many cases (default: 50 translate, 25 deform)")
+    parser.add_argument("--case-seed", type=int, help=f"draw other cases (the fresh translation set: {FRESH_CASE_SEED})")
     parser.add_argument("--methods", default="do_nothing,copy_paste,dragdiffusion")
     parser.add_argument("--lora-steps", type=int, default=80)
     parser.add_argument("--lr", type=float, default=DragSettings.lr, help="the drags' Adam learning rate")
@@ -263,15 +353,22 @@ def main() -> None:
     parser.add_argument("--r-m", type=int, default=DragSettings.r_m, help="motion-supervision patch half-size")
     parser.add_argument("--inversion-strength", type=float, default=DragSettings.inversion_strength,
                         help="DragDiffusion's and DragNoise's (the training-free drag inverts fully)")
+    parser.add_argument("--inpaint-dilation", type=int, default=DragSettings.inpaint_dilation,
+                        help="RegionWarp's k (the toy-scaled value is 1)")
+    parser.add_argument("--motion", choices=("inverse_distance", "similarity"), default=DragSettings.motion)
+    parser.add_argument("--sampling", choices=("nearest", "bilinear"), default=DragSettings.sampling)
+    parser.add_argument("--revealed", choices=("keep", "fill"), default=DragSettings.revealed)
     parser.add_argument("--model", type=Path, help="a toy model file other than the bundled one")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     settings = DragSettings(lora_steps=args.lora_steps, lr=args.lr, max_iterations=args.max_iterations,
                             stop_distance=args.stop_distance, motion_anchor=args.motion_anchor, r_m=args.r_m,
-                            inversion_strength=args.inversion_strength)
+                            inversion_strength=args.inversion_strength, inpaint_dilation=args.inpaint_dilation,
+                            motion=args.motion, sampling=args.sampling, revealed=args.revealed)
     table = {}
     for method in args.methods.split(","):  # one method at a time, so a long run keeps what it finished
-        table.update({settings.label(m): row for m, row in run([method], args.cases, settings, args.model).items()})
+        rows = run([method], args.cases, settings, args.model, args.case_set, args.case_seed)
+        table.update({settings.label(m): row for m, row in rows.items()})
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(table, indent=1, default=float))

@@ -7,6 +7,7 @@ from .lora_nodes import IdentityLoRATrain
 from .points_nodes import DragPoints
 from .sacdrag_nodes import DenoiseToStep
 from .toy_model import TOY_WEIGHTS, ToyModelLoader
+from .warp_nodes import RegionWarp
 
 # Node ids are global across every installed pack, hence the prefix. Never rename them.
 _NODES = {
@@ -19,6 +20,7 @@ _NODES = {
     "DragKitBottleneckOptimize": (BottleneckOptimize, "BottleneckOptimize (DragNoise)"),
     "DragKitSemanticPropagationDenoise": (SemanticPropagationDenoise, "SemanticPropagationDenoise (DragNoise)"),
     "DragKitDenoiseToStep": (DenoiseToStep, "DenoiseToStep"),
+    "DragKitRegionWarp": (RegionWarp, "RegionWarp (Inpaint4Drag)"),
 }
 
 # The loader is offered only when the trained toy weights are in the checkout.

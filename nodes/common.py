@@ -49,6 +49,23 @@ def single_image(image, node: str, input_name: str = "image") -> torch.Tensor:
     return image[..., :3]
 
 
+def mask_2d(mask: torch.Tensor, height: int, width: int, node: str, input_name: str = "mask") -> torch.Tensor:
+    """A MASK as a binary (height, width) float tensor (> 0.5), resized (nearest) to the image when it differs."""
+    m = mask.detach().float().cpu()
+    if m.ndim == 3:
+        if m.shape[0] > 1:
+            log.warning("%s: the mask input is a batch of %d; using the first", node, m.shape[0])
+        m = m[0]
+    if m.ndim != 2:
+        raise DragKitInputError(node, input_name, f"expected a MASK (H, W) or (B, H, W), got shape {tuple(mask.shape)}.")
+    if not torch.isfinite(m).all():
+        raise DragKitInputError(node, input_name, "the mask contains NaN or infinite values.")
+    if tuple(m.shape) != (height, width):
+        log.info("%s: mask is %d×%d, the image %d×%d; resizing the mask (nearest)", node, m.shape[1], m.shape[0], width, height)
+        m = torch.nn.functional.interpolate(m[None, None], size=(height, width), mode="nearest")[0, 0]
+    return (m > 0.5).float()
+
+
 def model_latent_out(model, z: torch.Tensor) -> dict:
     """The model's latent space → LATENT on ComfyUI's intermediate device."""
     import comfy.model_management

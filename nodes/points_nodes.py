@@ -9,7 +9,7 @@ import torch
 
 from ..drag_core.points import DragPoints as Points
 from ..drag_core.points import PointsError, RLEMask, parse_points
-from .common import CATEGORY, single_image
+from .common import CATEGORY, mask_2d, single_image
 from .errors import DragKitInputError
 from .preview import draw_points, to_pil, ui_images
 
@@ -33,35 +33,20 @@ class PointsOnImage:
         return m if m is not None and bool(m.any()) else None
 
 
-def _mask_2d(mask: torch.Tensor, height: int, width: int, node: str) -> torch.Tensor:
-    m = mask.detach().float().cpu()
-    if m.ndim == 3:
-        if m.shape[0] > 1:
-            log.warning("%s: the mask input is a batch of %d; using the first", node, m.shape[0])
-        m = m[0]
-    if m.ndim != 2:
-        raise DragKitInputError(node, "mask", f"expected a MASK (H, W) or (B, H, W), got shape {tuple(mask.shape)}.")
-    if not torch.isfinite(m).all():
-        raise DragKitInputError(node, "mask", "the mask contains NaN or infinite values.")
-    if tuple(m.shape) != (height, width):
-        log.info("%s: mask is %d×%d, the image %d×%d; resizing the mask (nearest)", node, m.shape[1], m.shape[0], width, height)
-        m = torch.nn.functional.interpolate(m[None, None], size=(height, width), mode="nearest")[0, 0]
-    return (m > 0.5).float()
-
-
 class DragPoints:
     DESCRIPTION = (
-        "Handle → target point pairs on the image, and the region that may change. The points are a "
-        "versioned JSON text (written by the editor, or by hand / API: see the README); an optional "
-        "MASK (e.g. from ComfyUI's mask editor, 1 = editable) is combined with the painted mask (union)."
+        "Handle → target point pairs on the image, and a painted mask: for the drag methods the region that "
+        "may change (the editor's Mask mode, green), for RegionWarp the region to move (the editor calls it "
+        "Region, orange, when the points feed a RegionWarp). The points are a versioned JSON text (written by "
+        "the editor, or by hand / API: see the README); an optional MASK is combined with the painted mask (union)."
     )
     CATEGORY = CATEGORY
     FUNCTION = "place"
     RETURN_TYPES = (POINTS_TYPE, "MASK")
     RETURN_NAMES = ("drag_points", "mask")
     OUTPUT_TOOLTIPS = (
-        "The point pairs, the editable mask and the image, for MotionSupervisionOptimize.",
-        "The editable region actually used (all zeros = no mask: the whole image may change).",
+        "The point pairs, the painted mask and the image, for MotionSupervisionOptimize, BottleneckOptimize or RegionWarp.",
+        "The painted mask actually used (all zeros = none: for the drags the whole image may change).",
     )
 
     @classmethod
@@ -76,7 +61,7 @@ class DragPoints:
                 }),
             },
             "optional": {
-                "mask": ("MASK", {"tooltip": "Editable region (1 = may change), combined with the painted mask."}),
+                "mask": ("MASK", {"tooltip": "Combined with the painted mask (union): the region that may change (1), or for RegionWarp the region to move."}),
             },
         }
 
@@ -101,9 +86,9 @@ class DragPoints:
         editable = torch.zeros(height, width)
         painted = parsed.mask_tensor()
         if painted is not None:
-            editable = torch.maximum(editable, _mask_2d(painted, height, width, node))
+            editable = torch.maximum(editable, mask_2d(painted, height, width, node))
         if mask is not None:
-            editable = torch.maximum(editable, _mask_2d(mask, height, width, node))
+            editable = torch.maximum(editable, mask_2d(mask, height, width, node))
         if not bool(editable.any()):
             log.info("%s: no editable mask; the whole image may change (the regularizer is off)", node)
         value = PointsOnImage(

@@ -237,3 +237,42 @@ def toy_sacdrag_graph(image: str, prompt: str, points_json: str, edit_prompt: st
     graph["11"]["inputs"]["filename_prefix"] = "dragkit_sacdrag"
     graph["12"]["inputs"]["filename_prefix"] = "dragkit_sacdrag_trajectory"
     return graph
+
+
+def toy_warp_graph(image: str, prompt: str, points_json: str, inpaint_dilation: int = 1,
+                   motion: str = "inverse_distance", sampling: str = "nearest", revealed: str = "fill") -> dict:
+    """Region warp + inpaint on the bundled toy model (the `make demo` warp graph): DragPoints (painted mask = the
+    region to move) → RegionWarp → core inpainting of its mask (VAE Encode → Set Latent Noise Mask → KSampler,
+    20 euler steps, cfg 1, ``prompt`` = what the revealed pixels should show → VAE Decode) →
+    ImageCompositeMasked onto the warped image → SaveImage (node "12"); the warp's preview is node "13".
+
+    RegionWarp's settings for the toy's 128 px pictures: inpaint_dilation 1 (the reference's 5 px seam is set for
+    ~512 px) and revealed = fill (DragKit's option); its node defaults are the reference's (5, keep)."""
+    return {
+        "1": {"class_type": "DragKitToyModelLoader", "inputs": {}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["1", 1]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
+        "5": {"class_type": "DragKitDragPoints", "inputs": {"image": ["2", 0], "points": points_json}},
+        "6": {
+            "class_type": "DragKitRegionWarp",
+            "inputs": {"image": ["2", 0], "drag_points": ["5", 0], "inpaint_dilation": inpaint_dilation,
+                       "motion": motion, "sampling": sampling, "revealed": revealed},
+        },
+        "7": {"class_type": "VAEEncode", "inputs": {"pixels": ["6", 0], "vae": ["1", 2]}},
+        "8": {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["7", 0], "mask": ["6", 1]}},
+        "9": {
+            "class_type": "KSampler",
+            "inputs": {"model": ["1", 0], "seed": 0, "steps": 20, "cfg": 1.0, "sampler_name": "euler",
+                       "scheduler": "normal", "positive": ["3", 0], "negative": ["4", 0], "latent_image": ["8", 0],
+                       "denoise": 1.0},
+        },
+        "10": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": ["1", 2]}},
+        "11": {
+            "class_type": "ImageCompositeMasked",
+            "inputs": {"destination": ["6", 0], "source": ["10", 0], "x": 0, "y": 0, "resize_source": False,
+                       "mask": ["6", 1]},
+        },
+        "12": {"class_type": "SaveImage", "inputs": {"images": ["11", 0], "filename_prefix": "dragkit_warp"}},
+        "13": {"class_type": "PreviewImage", "inputs": {"images": ["6", 2]}},
+    }

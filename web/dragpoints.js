@@ -9,12 +9,14 @@ import { api } from "../../scripts/api.js";
 import { PointsEditor } from "./points_editor.js";
 
 const NODE = "DragKitDragPoints";
-const OPTIMIZERS = new Set(["DragKitMotionSupervisionOptimize"]);
+const OPTIMIZERS = new Set(["DragKitMotionSupervisionOptimize", "DragKitRegionWarp"]);
+// Nodes that read the painted mask as the region to move; every other consumer reads it as "may change".
+const MOVERS = new Set(["DragKitRegionWarp"]);
 const EDITOR_MIN_HEIGHT = 260;
 const PACK = new URL(import.meta.url).pathname.split("/")[2]; // /extensions/<pack>/dragpoints.js
 // Input pictures of the example workflows, uploaded into ComfyUI's input folder when a loaded workflow
 // needs them and they are missing (they ship in example_workflows/, served by ComfyUI).
-const BUNDLED_INPUTS = ["dragkit_demo_input.png", "dragkit_sd15_input.png"];
+const BUNDLED_INPUTS = ["dragkit_demo_input.png", "dragkit_sd15_input.png", "dragkit_sdxl_input.png"];
 
 function viewUrl({ filename, subfolder = "", type = "output" }) {
   const q = new URLSearchParams({ filename, subfolder, type });
@@ -85,6 +87,27 @@ function downstream(node, slots = null) {
   return seen;
 }
 
+/** The nodes that read ``node``'s output ``slot`` (through reroutes). */
+function readers(node, slot = 0, hops = 0) {
+  const out = [];
+  for (const id of node.outputs?.[slot]?.links ?? []) {
+    const link = getLink(node.graph, id);
+    const next = link && node.graph.getNodeById(link.target_id);
+    if (!next) continue;
+    if (next.type === "Reroute" && hops < 16) out.push(...readers(next, 0, hops + 1));
+    else out.push(next);
+  }
+  return out;
+}
+
+/** What the DragPoints node's painted mask means to the nodes its points feed. */
+function maskMeaning(node) {
+  const users = readers(node);
+  const moves = users.some((n) => MOVERS.has(n.type));
+  const edits = users.some((n) => !MOVERS.has(n.type));
+  return moves && edits ? "both" : moves ? "move" : "editable";
+}
+
 function setupEditor(node) {
   const pointsWidget = node.widgets?.find((w) => w.name === "points");
   if (!pointsWidget || node.dragkitEditor) return;
@@ -123,10 +146,12 @@ function setupEditor(node) {
   editor.load(pointsWidget.value);
 
   // The background: the upstream LoadImage's picture right away; otherwise the image this node sent
-  // back after a run. Checked periodically, as the user may pick another file at any time.
+  // back after a run. Checked periodically, as the user may pick another file at any time; so is what the
+  // painted mask means (the nodes the points feed can change at any time too).
   const refresh = () => {
     const url = sourceImageUrl(node) ?? node.dragkitRunImage ?? null;
     editor.setBackground(url);
+    editor.setMaskMeaning(maskMeaning(node));
   };
   refresh();
   const timer = setInterval(refresh, 700);
@@ -163,19 +188,26 @@ function onExecuted({ detail }) {
     if (OPTIMIZERS.has(node.type) && out.drag?.[0]) {
       const d = out.drag[0];
       const dist = d.final_distance_px == null ? "" : `, mean handle→target ${d.final_distance_px.toFixed(1)} px`;
+      const what = d.method === "region_warp"
+        ? `after the warp: the region pasted at the targets, ${d.inpaint_pixels} px to inpaint (hatched) · yellow = where the handles went`
+        : `after the drag: ${d.iterations} iterations${dist}${d.reached ? " (reached)" : ""} · yellow = tracked handles`;
       points.dragkitResult = {
         optimizer: node.id,
+        method: d.method ?? "drag",
         width: d.width,
         height: d.height,
         pairs: d.pairs,
         finalHandles: d.final_handles,
         url: out.images?.[0] ? viewUrl(out.images[0]) : null,
-        text: `after the drag: ${d.iterations} iterations${dist}${d.reached ? " (reached)" : ""} · yellow = tracked handles`,
+        text: what,
       };
       editor.setResult(points.dragkitResult);
     } else if (points.dragkitResult && out.images?.[0] && isEditedImage(points.dragkitResult.optimizer, node)) {
       // The edited picture (downstream of the optimizer's state, not its preview) replaces the preview.
-      editor.setResult({ ...points.dragkitResult, url: viewUrl(out.images[0]), text: points.dragkitResult.text.replace("after the drag", "result") });
+      const text = points.dragkitResult.method === "region_warp"
+        ? "result of the warp + inpaint · yellow = where the handles went"
+        : points.dragkitResult.text.replace("after the drag", "result");
+      editor.setResult({ ...points.dragkitResult, url: viewUrl(out.images[0]), text });
     }
   }
 }
@@ -227,6 +259,13 @@ app.registerExtension({
     };
     // The editor shows the image and points; the generic image preview below it would repeat them.
     nodeType.prototype.onDrawBackground = function () {};
+    // A new or removed link can change what the painted mask means (RegionWarp reads it as the region to move).
+    const connections = nodeType.prototype.onConnectionsChange;
+    nodeType.prototype.onConnectionsChange = function () {
+      const r = connections?.apply(this, arguments);
+      this.dragkitRefresh?.();
+      return r;
+    };
   },
   setup() {
     api.addEventListener("executed", onExecuted);

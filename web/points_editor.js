@@ -3,15 +3,22 @@
 //
 // Points mode: click = handle, next click = its target; drag a point to move it; right-click a point (or
 // select it and press Delete) removes its pair; Esc cancels a half-placed pair.
-// Mask mode: drag paints the editable region (right button or the eraser erases); the size control sets
-// the brush radius in image pixels. Ctrl+Z undoes (both modes).
+// Mask mode: drag paints the mask (right button or the eraser erases); the size control sets the brush
+// radius in image pixels. Ctrl+Z undoes (both modes). What the mask means depends on the node that uses
+// the points (setMaskMeaning): the region that may change (the optimizing drags: green, "Mask") or the
+// region to move (RegionWarp: orange, "Region").
 
 import { parsePoints, resampleMask, serializePoints } from "./points_format.js";
 
 const HANDLE = "#e62828";
 const TARGET = "#285ae6";
 const TRACK = "#ffc800";
-const MASK_RGBA = [60, 200, 90, 110];
+// What the painted mask means, by the nodes downstream: its button, tooltip, status word and tint.
+const MASK_MEANINGS = {
+  editable: { label: "Mask", title: "Paint the region that may change", word: "mask (may change)", rgba: [60, 200, 90, 110] },
+  move: { label: "Region", title: "Paint the region to move: roughly around the content the handles drag (RegionWarp)", word: "region to move", rgba: [245, 150, 30, 120] },
+  both: { label: "Mask/Region", title: "Paint the region: it may change (drag methods) and is what RegionWarp moves", word: "mask / region to move", rgba: [200, 180, 60, 115] },
+};
 const HIT_RADIUS = 9; // screen pixels within which a click grabs a point
 const UNDO_LIMIT = 50;
 
@@ -63,6 +70,7 @@ export class PointsEditor {
     this.pending = null; // a handle waiting for its target: [x, y]
     this.mask = null; // Uint8Array(width·height) of 0/1, or null
     this.mode = "points";
+    this.maskMeaning = MASK_MEANINGS.editable;
     this.erase = false;
     this.brush = 8;
     this.selected = -1; // selected pair index
@@ -263,6 +271,18 @@ export class PointsEditor {
     if (!this.result) return;
     this.view = this.view === "result" ? "edit" : "result";
     this.refreshToolbar();
+    this.draw();
+  }
+
+  /** "editable" (default), "move" (the points feed RegionWarp) or "both": relabels and recolours the mask. */
+  setMaskMeaning(meaning) {
+    const m = MASK_MEANINGS[meaning] ?? MASK_MEANINGS.editable;
+    if (m === this.maskMeaning) return;
+    this.maskMeaning = m;
+    this.meaning = meaning;
+    this.buttons.mask.textContent = m.label;
+    this.buttons.mask.title = m.title;
+    this.renderOverlay();
     this.draw();
   }
 
@@ -505,7 +525,7 @@ export class PointsEditor {
     const data = ctx.createImageData(w, h);
     for (let j = 0; j < h; j++) {
       for (let i = 0; i < w; i++) {
-        if (this.mask[(y + j) * this.width + x + i]) data.data.set(MASK_RGBA, (j * w + i) * 4);
+        if (this.mask[(y + j) * this.width + x + i]) data.data.set(this.maskMeaning.rgba, (j * w + i) * 4);
       }
     }
     ctx.putImageData(data, x, y);
@@ -625,7 +645,7 @@ export class PointsEditor {
       const where = this.hover && this.width
         ? `x ${Math.round(this.clamp(this.hover)[0])}, y ${Math.round(this.clamp(this.hover)[1])}` : "";
       const what = this.mode === "mask"
-        ? `mask: ${this.erase ? "erasing" : "painting"} (right button erases)`
+        ? `${this.maskMeaning.word}: ${this.erase ? "erasing" : "painting"} (right button erases)`
         : this.pending ? "click the target" : "click a handle";
       const size = this.width ? `${this.width}×${this.height}` : "no image";
       text = [size, `${this.pairs.length} pair${this.pairs.length === 1 ? "" : "s"}`, what, where]

@@ -38,6 +38,7 @@ Point = tuple[float, float]
 
 DRAG_RANGE = (8.0, 32.0)  # px, drag distance drawn uniformly
 MASK_DILATION = 4  # px, the editable mask is the old ∪ new object dilated by this disk radius
+REGION_DILATION = 3  # px, the region to move (region warp) is the object at its source dilated by this radius
 CASE_GAP = 6.0  # px between the moved object and the others: the dilated mask never touches them
 CASE_MARGIN = 2.0  # px between the moved object and the image border
 SUCCESS_PX = 3.0  # md at or below this counts as a success
@@ -51,7 +52,9 @@ class EditCase:
 
     ``pairs`` are handle→target pairs ((hx, hy), (tx, ty)) in pixels (x right, y down, pixel centres at
     integer coordinates): the first handle is the object's centre, an optional second one another point
-    on the object; all share the offset. ``mask`` is bool (H, W), True = editable.
+    on the object; all share the offset. ``mask`` is bool (H, W), True = editable. ``region`` is the rough
+    region a user paints around the object to move it (a region warp's input): the object at its source
+    dilated by ``REGION_DILATION`` px, never its exact outline.
     """
 
     id: int
@@ -60,6 +63,7 @@ class EditCase:
     object_index: int
     offset: tuple[float, float]
     mask: np.ndarray = field(compare=False, repr=False)
+    region: np.ndarray = field(compare=False, repr=False)
 
     @property
     def target_scene(self) -> Scene:
@@ -106,7 +110,8 @@ def _try_case(case_id: int, scene: Scene, rng: np.random.Generator) -> EditCase 
             hx, hy = obj.x + 0.4 * obj.size * math.cos(phi), obj.y + 0.4 * obj.size * math.sin(phi)
             pairs.append(((hx, hy), (hx + dx, hy + dy)))
         mask = dilate(object_mask(scene, index) | object_mask(after, index), MASK_DILATION)
-        return EditCase(case_id, scene, tuple(pairs), index, (dx, dy), mask)
+        region = dilate(object_mask(scene, index), REGION_DILATION)
+        return EditCase(case_id, scene, tuple(pairs), index, (dx, dy), mask, region)
     return None
 
 

@@ -10,6 +10,10 @@ mask is (x, y):
 - diamond: a square rotated by 45°, vertices at distance ``size`` from the centre;
 - triangle: equilateral, apex up, circumradius ``size`` (top at y - size, base at y + size/2).
 
+A shape may be turned by ``angle`` degrees about its centre, clockwise on screen (the standard rotation of
+(x, y) with y pointing down); ``transformed`` turns and scales an object about any point (ToyBench's
+deformation cases). Angle 0 draws exactly what an unrotated shape always drew.
+
 Rendering supersamples 4×4 per pixel and box-averages, so edges are anti-aliased; objects are composited
 in order (later on top). Captions read e.g. "a red disk and an orange square on a grey background" or
 "a red disk, a blue square and a white triangle on a grey to beige vertical gradient".
@@ -70,6 +74,7 @@ class ToyObject:
     size: float
     x: float
     y: float
+    angle: float = 0.0  # degrees, clockwise on screen, about (x, y)
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
@@ -113,6 +118,9 @@ class Scene:
 def extent(obj: ToyObject) -> tuple[float, float, float, float]:
     """The exact bounding box (left, top, right, bottom) of the shape, in px."""
     s = obj.size
+    if obj.angle and obj.shape != "disk":
+        xs, ys = zip(*(_rotate(u, v, obj.angle) for u, v in _VERTICES[obj.shape]))
+        return obj.x + s * min(xs), obj.y + s * min(ys), obj.x + s * max(xs), obj.y + s * max(ys)
     if obj.shape == "triangle":
         return obj.x - s * _SQRT3_2, obj.y - s, obj.x + s * _SQRT3_2, obj.y + s / 2.0
     return obj.x - s, obj.y - s, obj.x + s, obj.y + s
@@ -135,8 +143,35 @@ def separated(a: ToyObject, b: ToyObject, gap: float = 0.0) -> bool:
     return math.hypot(a.x - b.x, a.y - b.y) >= bounding_radius(a) + bounding_radius(b) + gap
 
 
-def _inside_shape(shape: str, s: float, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Point-in-shape test for offsets (u, v) from the centre (broadcasting)."""
+# Vertices of the polygons at size 1, unrotated (x right, y down).
+_VERTICES = {
+    "square": ((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)),
+    "diamond": ((0.0, -1.0), (1.0, 0.0), (0.0, 1.0), (-1.0, 0.0)),
+    "triangle": ((0.0, -1.0), (_SQRT3_2, 0.5), (-_SQRT3_2, 0.5)),
+}
+
+
+def _rotate(u, v, degrees: float):
+    """(u, v) turned by ``degrees`` clockwise on screen (y down): the standard rotation matrix."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    return c * u - s * v, s * u + c * v
+
+
+def transformed(scene: Scene, index: int, pivot: tuple[float, float], angle: float, scale: float) -> Scene:
+    """The ground truth of a deformation: object ``index`` turned by ``angle`` degrees (clockwise on screen) and
+    scaled by ``scale`` about ``pivot`` = (x, y); everything else identical."""
+    obj = scene.objects[index]
+    du, dv = _rotate(obj.x - pivot[0], obj.y - pivot[1], angle)
+    objects = list(scene.objects)
+    objects[index] = replace(obj, x=pivot[0] + scale * du, y=pivot[1] + scale * dv, size=obj.size * scale,
+                             angle=obj.angle + angle)
+    return replace(scene, objects=tuple(objects))
+
+
+def _inside_shape(shape: str, s: float, u: np.ndarray, v: np.ndarray, angle: float = 0.0) -> np.ndarray:
+    """Point-in-shape test for offsets (u, v) from the centre (broadcasting), the shape turned by ``angle``."""
+    if angle and shape != "disk":
+        u, v = _rotate(u, v, -angle)
     if shape == "disk":
         return u * u + v * v <= s * s
     if shape == "square":
@@ -146,6 +181,11 @@ def _inside_shape(shape: str, s: float, u: np.ndarray, v: np.ndarray) -> np.ndar
     # Equilateral triangle, apex up, centroid at the origin: the inradius is s/2 and the outward side
     # normals are (0, 1), (±√3/2, -1/2).
     return (v <= s / 2.0) & (_SQRT3_2 * np.abs(u) - 0.5 * v <= s / 2.0)
+
+
+def contains(obj: ToyObject, x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray:
+    """Whether the points (x, y) lie inside the shape (broadcasting; edges count as inside)."""
+    return _inside_shape(obj.shape, obj.size, np.asarray(x, float) - obj.x, np.asarray(y, float) - obj.y, obj.angle)
 
 
 def _coverage_patch(obj: ToyObject, size: int, supersample: int = SUPERSAMPLE) -> tuple[int, int, np.ndarray]:
@@ -158,7 +198,7 @@ def _coverage_patch(obj: ToyObject, size: int, supersample: int = SUPERSAMPLE) -
     sub = (np.arange(supersample, dtype=np.float64) + 0.5) / supersample - 0.5
     xs = (np.arange(j0, j1, dtype=np.float64)[:, None] + sub[None, :]).reshape(-1) - obj.x
     ys = (np.arange(i0, i1, dtype=np.float64)[:, None] + sub[None, :]).reshape(-1) - obj.y
-    hit = _inside_shape(obj.shape, obj.size, xs[None, :], ys[:, None])
+    hit = _inside_shape(obj.shape, obj.size, xs[None, :], ys[:, None], obj.angle)
     patch = hit.reshape(i1 - i0, supersample, j1 - j0, supersample).mean(axis=(1, 3), dtype=np.float32)
     return i0, j0, patch
 
@@ -299,6 +339,11 @@ def caption(scene: Scene) -> str:
         return f"an empty {bg}"
     things = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
     return f"{things} on {_article(bg)} {bg}"
+
+
+def background_caption(scene: Scene) -> str:
+    """The caption of the scene without its objects, e.g. "an empty grey background": an inpainting prompt."""
+    return caption(replace(scene, objects=()))
 
 
 # ---------------------------------------------------------------------------------------------- measuring

@@ -8,7 +8,8 @@ const [url, specPath, outDir, docsDir] = process.argv.slice(2);
 const docsShotOf = "dragdiffusion_sd15";
 const spec = JSON.parse(fs.readFileSync(specPath, "utf8"));
 
-// Column layout by the node ids of comfy_client.toy_drag_graph (x, y, width, height; 0 = keep).
+// Column layout by the node ids of comfy_client.toy_drag_graph (x, y, width, height; 0 = keep); a spec entry
+// may bring its own.
 const LAYOUT = {
   1: [20, 330, 320, 0], 2: [20, 480, 320, 360], 3: [20, 880, 320, 150],
   4: [380, 20, 330, 0], 5: [380, 420, 440, 560],
@@ -19,7 +20,7 @@ const LAYOUT = {
 const browser = await launch();
 try {
   const { page, problems } = await openPage(browser.context, url);
-  for (const { name, graph, note } of spec) {
+  for (const { name, graph, note, layout } of spec) {
     await page.evaluate(async ([g, n, text, layout]) => {
       app.graph.clear();
       await app.loadApiJson(g, `${n}.json`);
@@ -43,7 +44,7 @@ try {
       app.canvas.ds.offset = [30, 20];
       app.canvas.ds.scale = 0.75;
       app.graph.setDirtyCanvas(true, true);
-    }, [graph, name, note, LAYOUT]);
+    }, [graph, name, note, layout ?? LAYOUT]);
     await page.waitForTimeout(2500); // the editor loads its picture
     const workflow = await page.evaluate(() => app.graph.serialize());
     fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(workflow, null, 2) + "\n");

@@ -24,7 +24,11 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests"), str(REPO / "bench"), str(REPO)]
+# Appended, never prepended, and never the repository root: inside a test run ComfyUI's own top-level `nodes`
+# must keep winning over the pack's nodes/ package.
+for _path in (REPO / "scripts", REPO / "tests", REPO / "bench"):
+    if str(_path) not in sys.path:
+        sys.path.append(str(_path))
 
 import comfy_client  # noqa: E402
 import comfy_server  # noqa: E402

@@ -11,7 +11,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = REPO / "tests" / "browser"
-sys.path[:0] = [str(HERE), str(REPO / "scripts"), str(REPO / "tests"), str(REPO / "bench"), str(REPO)]
+# Appended, never prepended, and never the repository root: inside a test run ComfyUI's own top-level `nodes`
+# must keep winning over the pack's nodes/ package.
+for _path in (HERE, REPO / "scripts", REPO / "tests", REPO / "bench"):
+    if str(_path) not in sys.path:
+        sys.path.append(str(_path))
 
 import build_examples as be  # noqa: E402
 

@@ -3,16 +3,16 @@
 // For each renderer (classic LiteGraph, Vue "Nodes 2.0") and each example workflow: load it with
 // app.loadGraphData, record app.graphToPrompt(), then on its DragPoints node clear the shipped points and
 // place pairs, move and delete points and paint a mask with real mouse events; graph undo/redo, copy/paste,
-// and a page reload. Then queue one workflow from the Run button and wait for the result. Everything
-// observed goes into the results JSON; screenshots into the output folder.
+// and a page reload. Then queue workflows from the Run button (config.queue, then config.moreQueues) and wait
+// for each result. Everything observed goes into the results JSON; screenshots into the output folder.
 import fs from "node:fs";
 import path from "node:path";
 import { editorBox, launch, openPage, screenPoint, setSetting, waitForApp } from "./comfy_page.mjs";
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-const { url, workflows, outDir, resultsPath, queue } = config;
+const { url, workflows, outDir, resultsPath, queue, moreQueues = [] } = config;
 fs.mkdirSync(outDir, { recursive: true });
-const results = { renderers: {}, queue: null, problems: [], timings: {} };
+const results = { renderers: {}, queue: null, moreQueues: [], problems: [], timings: {} };
 const started = Date.now();
 const mark = (name) => (results.timings[name] = Math.round((Date.now() - started) / 100) / 10);
 const save = () => fs.writeFileSync(resultsPath, JSON.stringify(results, null, 1));
@@ -171,6 +171,7 @@ async function runRenderer(page, renderer) {
     r.prompt = (await page.evaluate(() => app.graphToPrompt())).output;
     r.dragPointsIds = ids;
     r.edit = await editPoints(page, ids[0], tag);
+    r.maskButton = await page.evaluate((i) => app.graph.getNodeById(i).dragkitEditor.buttons.mask.textContent, ids[0]);
     r.copyPaste = await copyPaste(page, ids[0]);
     r.beforeReload = await pointsValue(page, ids[0]);
     await page.reload({ waitUntil: "commit" });
@@ -184,8 +185,9 @@ async function runRenderer(page, renderer) {
   return out;
 }
 
-async function runQueue(page) {
-  const { workflow, overrides = {}, timeoutSeconds = 600 } = queue;
+async function runQueue(page, plan) {
+  const { workflow, overrides = {}, timeoutSeconds = 600 } = plan;
+  const tag = path.basename(workflow, ".json");
   await setSetting(page, "Comfy.VueNodes.Enabled", false);
   const ids = await loadWorkflow(page, workflow);
   // Test-only widget overrides (e.g. a smaller model); the toy workflow runs exactly as shipped.
@@ -216,9 +218,19 @@ async function runQueue(page) {
     const u = app.graph.getNodeById(i).dragkitRunImage;
     return u ? { url: u, status: (await fetch(u)).status } : null;
   }, ids[0]);
-  await page.screenshot({ path: path.join(outDir, "queue-result.png") });
-  await page.screenshot({ path: path.join(outDir, "queue-editor.png"), clip: await editorBox(page, ids[0]) });
+  await page.screenshot({ path: path.join(outDir, `queue-${tag}-result.png`) });
+  await page.screenshot({ path: path.join(outDir, `queue-${tag}-editor.png`), clip: await editorBox(page, ids[0]) });
   return { workflow: path.basename(workflow), seconds, events, editor: state, runImage, dragPointsId: ids[0] };
+}
+
+/** runQueue, with a failure recorded (it is that queue test's failure; the other tests still report). */
+async function queueOne(page, plan) {
+  try {
+    return await runQueue(page, plan);
+  } catch (e) {
+    await page.screenshot({ path: path.join(outDir, `queue-${path.basename(plan.workflow, ".json")}-failed.png`) }).catch(() => {});
+    return { workflow: path.basename(plan.workflow), error: String(e?.stack || e) };
+  }
 }
 
 const browser = await launch();
@@ -232,14 +244,15 @@ try {
   }
   if (queue) {
     // A failed run is the queue test's failure; the edit tests above still report on their own.
-    try {
-      results.queue = await runQueue(page);
-    } catch (e) {
-      results.queue = { error: String(e?.stack || e) };
-      await page.screenshot({ path: path.join(outDir, "queue-failed.png") }).catch(() => {});
-    }
+    results.queue = await queueOne(page, queue);
     results.problems.push(...problems.splice(0).map((p) => `queue: ${p}`));
     mark("queue");
+  }
+  for (const plan of moreQueues) {
+    results.moreQueues.push(await queueOne(page, plan));
+    results.problems.push(...problems.splice(0).map((p) => `queue ${path.basename(plan.workflow)}: ${p}`));
+    mark(`queue:${path.basename(plan.workflow)}`);
+    save();
   }
   await setSetting(page, "Comfy.VueNodes.Enabled", false);
 } catch (e) {

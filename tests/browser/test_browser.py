@@ -27,6 +27,7 @@ REPO = HERE.parent.parent
 sys.path.append(str(HERE))  # build_examples: the demo case the toy workflow ships with
 WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 TOY_WORKFLOW = REPO / "example_workflows" / "dragdiffusion_toy.json"
+WARP_TOY_WORKFLOW = REPO / "example_workflows" / "warp_toy.json"
 TOY_WEIGHTS = REPO / "models" / "toy" / "dragkit_toy.safetensors"
 OUT = REPO / "outputs" / "browser"
 RENDERERS = ("classic", "vue")
@@ -55,6 +56,17 @@ def _queue_plan() -> dict:
     }
 
 
+def _warp_queue_plans() -> list[dict]:
+    """The warp workflows: the toy one exactly as shipped; the SD1.5 and SDXL ones on the random mini SD1.5
+    checkpoint, the test picture and 2 steps (their graphs queue and run; no edit is judged)."""
+    small = {"1": {"ckpt_name": comfy_client.MINI_CHECKPOINT}, "2": {"image": comfy_client.TEST_IMAGE}, "9": {"steps": 2}}
+    plans = [{"workflow": str(REPO / "example_workflows" / f"warp_{name}.json"), "overrides": small, "timeoutSeconds": 300}
+             for name in ("sd15", "sdxl")]
+    if TOY_WEIGHTS.exists():
+        plans.insert(0, {"workflow": str(WARP_TOY_WORKFLOW), "overrides": {}, "timeoutSeconds": 300})
+    return plans
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, request) -> dict:
     node = shutil.which("node")
@@ -65,16 +77,15 @@ def run(tmp_path_factory, request) -> dict:
     queue = _queue_plan()
     # A clean server: no input pictures (the editor must upload the examples' own), only DragKit loaded.
     base = comfy_server.prepare_base(tmp_path_factory.mktemp("browser-base"))
-    if queue["overrides"]:
-        (base / "models" / "checkpoints" / comfy_client.MINI_CHECKPOINT).symlink_to(request.getfixturevalue("mini_checkpoint"))
-        comfy_client.sample_image().save(base / "input" / comfy_client.TEST_IMAGE)
+    (base / "models" / "checkpoints" / comfy_client.MINI_CHECKPOINT).symlink_to(request.getfixturevalue("mini_checkpoint"))
+    comfy_client.sample_image().save(base / "input" / comfy_client.TEST_IMAGE)
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("*.png"):
         old.unlink()
     results_path = OUT / "results.json"
     config = {
         "url": None, "workflows": [str(w) for w in WORKFLOWS], "outDir": str(OUT), "resultsPath": str(results_path),
-        "renderers": list(RENDERERS), "queue": queue,
+        "renderers": list(RENDERERS), "queue": queue, "moreQueues": _warp_queue_plans(),
     }
     server = comfy_server.start(base)
     try:
@@ -204,6 +215,48 @@ def test_queue_from_the_run_button_succeeds_and_the_editor_shows_tracked_handles
         assert handle is not None and all(math.isfinite(v) for v in handle)
     assert q["runImage"] and q["runImage"]["status"] == 200, "DragPoints should send its plain picture back"
     print(f"queued {q['workflow']} from the UI: {q['seconds']:.0f} s; timings {run['timings']}")
+
+
+def test_warp_workflows_queue_and_run_from_the_run_button(run):
+    plans = _warp_queue_plans()
+    assert len(run["moreQueues"]) == len(plans) >= 2
+    for plan, q in zip(plans, run["moreQueues"]):
+        name = Path(plan["workflow"]).name
+        assert q["workflow"] == name and not q.get("error"), f"{name}: {q.get('error')}\n{run['server_log'][-3000:]}"
+        kinds = [e["type"] for e in q["events"]]
+        assert "execution_success" in kinds, (name, [e["detail"] for e in q["events"] if e["type"] != "execution_start"])
+    if WARP_TOY_WORKFLOW.exists() and TOY_WEIGHTS.exists():
+        toy = run["moreQueues"][0]
+        editor = toy["editor"]
+        # The editor shows the edited picture with each handle moved onto its target.
+        assert editor["view"] == "result" and editor["result"]["hasImage"], editor
+        targets = [pair["target"] for pair in editor["result"]["pairs"]]
+        assert editor["result"]["finalHandles"] == targets and targets
+        assert "warp" in editor["result"]["text"]
+        print(f"queued warp_toy.json from the UI: {toy['seconds']:.1f} s")
+
+
+def test_the_painted_mask_is_labelled_by_the_node_that_reads_it(run):
+    for renderer in RENDERERS:
+        for name in (w.stem for w in WORKFLOWS):
+            meaning = run["renderers"][renderer][name]["maskButton"]
+            expected = "Region" if name.startswith("warp_") else "Mask"
+            assert meaning == expected, (renderer, name, meaning)
+
+
+def test_warp_toy_workflow_is_the_demo_warp_graph(run):
+    """The shipped warp workflow's prompt equals `make demo`'s warp graph."""
+    if not WARP_TOY_WORKFLOW.exists():
+        pytest.fail("example_workflows/warp_toy.json is missing (tests/browser/build_warp_examples.py)")
+    import build_warp_examples
+
+    image, _, prompt, points = build_warp_examples.toy_case()
+    expected = comfy_client.toy_warp_graph(image, prompt, points)
+    for renderer in RENDERERS:
+        got = run["renderers"][renderer]["warp_toy"]["prompt"]
+        assert {k: v["class_type"] for k, v in got.items()} == {k: v["class_type"] for k, v in expected.items()}
+        for node_id, spec in expected.items():
+            assert got[node_id]["inputs"] == spec["inputs"], (renderer, node_id, spec["class_type"])
 
 
 def test_no_console_errors_beyond_the_known_noise(run):

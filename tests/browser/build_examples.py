@@ -112,6 +112,29 @@ def sd15_graph(image: str, prompt: str, points: str) -> dict:
     return graph
 
 
+def render_workflows(jobs: list, docs_dir: Path | None = None, layout: dict | None = None) -> None:
+    """Load each job's API graph into the real frontend (build_examples.mjs) on a temporary server and save it,
+    laid out (``layout``: node id → x, y, w, h; default the DragDiffusion graph's), as a UI workflow with its
+    thumbnail into example_workflows/. ``jobs``: (name, input picture name, picture, graph, note). ``docs_dir``
+    receives the README's picture of the editor (taken for dragdiffusion_sd15; a temporary folder when None)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = comfy_server.prepare_base(Path(tmp) / "base")
+        spec = []
+        for name, image, picture, graph, note in jobs:
+            picture.save(base / "input" / image)
+            spec.append({"name": name, "graph": graph, "note": note, **({"layout": layout} if layout else {})})
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        docs = docs_dir or Path(tmp) / "docs"
+        docs.mkdir(parents=True, exist_ok=True)
+        server = comfy_server.start(base)
+        try:
+            subprocess.run(["node", str(HERE / "build_examples.mjs"), server.url, str(spec_path), str(OUT), str(docs)],
+                           check=True, cwd=HERE)
+        finally:
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["toy", "sd15"])
@@ -131,23 +154,9 @@ def main() -> None:
         image, picture, prompt, points = demo_case()
         jobs.append(("dragdiffusion_toy", image, picture, comfy_client.toy_drag_graph(image, prompt, points), TOY_NOTE))
 
-    with tempfile.TemporaryDirectory() as tmp:
-        base = comfy_server.prepare_base(Path(tmp) / "base")
-        spec = []
-        for name, image, picture, graph, note in jobs:
-            picture.save(OUT / image)  # served by ComfyUI from example_workflows/; the editor uploads it
-            picture.save(base / "input" / image)
-            spec.append({"name": name, "graph": graph, "note": note})
-        spec_path = Path(tmp) / "spec.json"
-        spec_path.write_text(json.dumps(spec))
-        server = comfy_server.start(base)
-        try:
-            (REPO / "docs" / "images").mkdir(parents=True, exist_ok=True)
-            subprocess.run(["node", str(HERE / "build_examples.mjs"), server.url, str(spec_path), str(OUT),
-                            str(REPO / "docs" / "images")],
-                           check=True, cwd=HERE)
-        finally:
-            server.stop()
+    for _, image, picture, *_ in jobs:
+        picture.save(OUT / image)  # served by ComfyUI from example_workflows/; the editor uploads it
+    render_workflows(jobs, REPO / "docs" / "images")
     for name, *_ in jobs:
         print(OUT / f"{name}.json")
 

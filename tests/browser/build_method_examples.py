@@ -4,9 +4,7 @@ tooling (tests/browser/build_examples.mjs), from the API graphs in scripts/comfy
     .venv/bin/python tests/browser/build_method_examples.py
 """
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,7 +18,6 @@ for _path in (HERE, REPO / "scripts", REPO / "tests", REPO / "bench"):
 import build_examples as be  # noqa: E402
 
 import comfy_client  # noqa: E402
-import comfy_server  # noqa: E402
 
 DRAGNOISE_NOTE = """DragNoise{where}.
 
@@ -81,22 +78,7 @@ def main() -> None:
               "dragkit_sacdrag_sd15"),
          SACDRAG_NOTE.format(where=" on Stable Diffusion 1.5", set=SD15_SET)),
     ]
-    with tempfile.TemporaryDirectory() as tmp:
-        base = comfy_server.prepare_base(Path(tmp) / "base")
-        spec = []
-        for name, image, picture, graph, note in jobs:
-            picture.save(base / "input" / image)
-            spec.append({"name": name, "graph": graph, "note": note})
-        spec_path = Path(tmp) / "spec.json"
-        spec_path.write_text(json.dumps(spec))
-        docs = Path(tmp) / "docs"
-        docs.mkdir()
-        server = comfy_server.start(base)
-        try:
-            subprocess.run(["node", str(HERE / "build_examples.mjs"), server.url, str(spec_path), str(be.OUT), str(docs)],
-                           check=True, cwd=HERE)
-        finally:
-            server.stop()
+    be.render_workflows(jobs)
     for name, *_ in jobs:
         place_denoise_to_step(be.OUT / f"{name}.json")
         print(be.OUT / f"{name}.json")

@@ -7,10 +7,7 @@ The toy workflow is exactly `make demo`'s warp graph. The SD1.5 one inpaints wit
 Set Latent Noise Mask; the SDXL one with the SDXL inpainting checkpoint through InpaintModelConditioning. Their
 pictures are the demo scene drawn at 512 and 1024 px with the same edit.
 """
-import json
-import subprocess
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +26,6 @@ for _path in (HERE, REPO / "scripts", REPO / "tests", REPO / "bench"):
 import build_examples as be  # noqa: E402
 
 import comfy_client  # noqa: E402
-import comfy_server  # noqa: E402
 
 SDXL_CHECKPOINT = "sd_xl_base_1.0_inpainting_0.1.safetensors"  # diffusers' SDXL inpainting 0.1, single file
 SDXL_IMAGE = "dragkit_sdxl_input.png"
@@ -137,22 +133,7 @@ def main() -> None:
     picture.save(be.OUT / image)  # served from example_workflows/; the editor uploads it when missing
     jobs.append(("warp_sdxl", image, picture, sdxl_graph(image, prompt, points),
                  NOTE.format(where=" on SDXL (inpainting checkpoint)", set=SD_SET, inpaint=SDXL_INPAINT, settings="")))
-    with tempfile.TemporaryDirectory() as tmp:
-        base = comfy_server.prepare_base(Path(tmp) / "base")
-        spec = []
-        for name, image, picture, graph, note in jobs:
-            picture.save(base / "input" / image)
-            spec.append({"name": name, "graph": graph, "note": note, "layout": LAYOUT})
-        spec_path = Path(tmp) / "spec.json"
-        spec_path.write_text(json.dumps(spec))
-        docs = Path(tmp) / "docs"
-        docs.mkdir()
-        server = comfy_server.start(base)
-        try:
-            subprocess.run(["node", str(HERE / "build_examples.mjs"), server.url, str(spec_path), str(be.OUT), str(docs)],
-                           check=True, cwd=HERE)
-        finally:
-            server.stop()
+    be.render_workflows(jobs, layout=LAYOUT)
     for name, *_ in jobs:
         print(be.OUT / f"{name}.json")
 

@@ -192,9 +192,13 @@ def test_toy_workflow_is_the_demo_graph(run):
     import build_examples
 
     image, _, prompt, points = build_examples.demo_case()
-    expected = comfy_client.toy_drag_graph(image, prompt, points)
+    _assert_prompt_is(run, "dragdiffusion_toy", comfy_client.toy_drag_graph(image, prompt, points))
+
+
+def _assert_prompt_is(run, workflow: str, expected: dict) -> None:
+    """The workflow's app.graphToPrompt() in both renderers is exactly the API graph ``expected``."""
     for renderer in RENDERERS:
-        got = run["renderers"][renderer]["dragdiffusion_toy"]["prompt"]
+        got = run["renderers"][renderer][workflow]["prompt"]
         assert {k: v["class_type"] for k, v in got.items()} == {k: v["class_type"] for k, v in expected.items()}
         for node_id, spec in expected.items():
             assert got[node_id]["inputs"] == spec["inputs"], (renderer, node_id, spec["class_type"])
@@ -251,12 +255,7 @@ def test_warp_toy_workflow_is_the_demo_warp_graph(run):
     import build_warp_examples
 
     image, _, prompt, points = build_warp_examples.toy_case()
-    expected = comfy_client.toy_warp_graph(image, prompt, points)
-    for renderer in RENDERERS:
-        got = run["renderers"][renderer]["warp_toy"]["prompt"]
-        assert {k: v["class_type"] for k, v in got.items()} == {k: v["class_type"] for k, v in expected.items()}
-        for node_id, spec in expected.items():
-            assert got[node_id]["inputs"] == spec["inputs"], (renderer, node_id, spec["class_type"])
+    _assert_prompt_is(run, "warp_toy", comfy_client.toy_warp_graph(image, prompt, points))
 
 
 def test_no_console_errors_beyond_the_known_noise(run):

@@ -6,6 +6,7 @@ import logging
 
 import torch
 
+from ..drag_core.points import PointsError
 from ..drag_core.region_warp import MOTIONS, REVEALED, SAMPLINGS, WarpError, region_warp
 from .common import CATEGORY, mask_2d, single_image
 from .errors import DragKitInputError
@@ -62,7 +63,10 @@ class RegionWarp:
         height, width = int(picture.shape[1]), int(picture.shape[2])
         if not isinstance(drag_points, PointsOnImage):
             raise DragKitInputError(NODE, "drag_points", f"expected DRAG_POINTS from DragPoints, got {type(drag_points).__name__}.")
-        points = drag_points.points.rescaled(width, height)
+        try:
+            points = drag_points.points.rescaled(width, height)
+        except PointsError as e:  # a pair that collapses on the new pixel grid
+            raise DragKitInputError(NODE, "drag_points", str(e)) from None
         painted = drag_points.mask()
         area = torch.zeros(height, width)
         if painted is not None:
@@ -76,7 +80,8 @@ class RegionWarp:
                                  motion=motion, sampling=sampling, revealed=revealed)
         except WarpError as e:
             name = _INPUT.get(e.field, e.field)
-            hint = " (paint the region in DragPoints' Region mode or connect a region MASK)" if e.field == "region" else ""
+            unpainted = e.field == "region" and not bool(area.any())
+            hint = " (paint it in DragPoints' Region mode, or connect a region MASK)" if unpainted else ""
             raise DragKitInputError(NODE, name, f"{e}{hint}") from None
         out = comfy.model_management.intermediate_device()
         warped = result.image[None].to(out)

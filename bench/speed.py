@@ -447,7 +447,8 @@ def compare_methods(model, state, drag_points, repeats: int, iterations: int, st
     Interleaved: repeats × (DragDiffusion run, DragNoise run) of ``iterations`` each; an iteration's time is
     the interval between the loop's progress callbacks. Iteration 0 is reported apart (it also computes F0,
     and for DragNoise follows the no-grad capture pass of h)."""
-    from dragkit.drag_core.dragdiffusion import DragConfig, optimize_latent
+    from dragkit.drag_core.drag_loop import DragConfig
+    from dragkit.drag_core.dragdiffusion import optimize_latent
     from dragkit.drag_core.dragnoise import optimize_bottleneck
     from dragkit.drag_core.mask import editable_mask_for_latent
     from dragkit.drag_core.points import grid_points

@@ -13,11 +13,30 @@ replacement must be given in the same layout, so each branch gets back its own o
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
 from .backbone import Backbone, MutualSelfAttention, UNetOutput, UNetRequest
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A UNet call's text conditioning: the prompt embedding (1 or B, tokens, dim) and, for classifier-free
+    guidance, the unconditional embedding and the scale. One value wherever a prompt goes, guided or not."""
+
+    context: torch.Tensor
+    uncond_context: torch.Tensor | None = None
+    scale: float = 1.0
+
+    @property
+    def is_guided(self) -> bool:
+        return self.uncond_context is not None and self.scale != 1.0
+
+
+def as_prompt(prompt: Prompt | torch.Tensor) -> Prompt:
+    """A bare embedding is an unguided prompt."""
+    return prompt if isinstance(prompt, Prompt) else Prompt(prompt)
 
 
 def feature_weight(scale: float) -> float:
@@ -37,13 +56,13 @@ def guided(
     backbone: Backbone,
     z: torch.Tensor,
     timestep: int | torch.Tensor,
-    context: torch.Tensor,
-    uncond_context: torch.Tensor | None = None,
-    scale: float = 1.0,
+    prompt: Prompt | torch.Tensor,
     request: UNetRequest = UNetRequest(),
 ) -> UNetOutput:
-    """One UNet evaluation, classifier-free guided when ``uncond_context`` is given and scale ≠ 1."""
-    if uncond_context is None or scale == 1.0:
+    """One UNet evaluation, classifier-free guided when the prompt is (an unconditional embedding, scale ≠ 1)."""
+    prompt = as_prompt(prompt)
+    context, uncond_context, scale = prompt.context, prompt.uncond_context, prompt.scale
+    if not prompt.is_guided:
         return backbone(z, timestep, context, request)
     b = z.shape[0]
     if request.bottleneck is not None and request.bottleneck.shape[0] != 2 * b:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 
-from .backbone import Backbone, MutualSelfAttention, StepCallback, UNetRequest, no_callback
-from .guidance import guided
+from .backbone import Backbone, StepCallback, UNetRequest, no_callback
+from .guidance import Prompt, guided
 from .schedule import DDIMSchedule, ddim_step
 
 log = logging.getLogger(__name__)
@@ -49,43 +50,40 @@ def ddim_invert(
     return z
 
 
+# What one denoising step asks of the UNet beyond ε, by the step's index in the full schedule: which attention
+# control, which bottleneck. Each method builds its own (reference.mutual_from, dragnoise.bottleneck_until).
+StepRequest = Callable[[int], UNetRequest]
+
+
+def plain_steps(index: int) -> UNetRequest:
+    """Nothing beyond ε on any step."""
+    return UNetRequest()
+
+
 @torch.no_grad()
 def ddim_denoise(
     backbone: Backbone,
     z: torch.Tensor,
-    context: torch.Tensor,
+    prompt: Prompt | torch.Tensor,
     schedule: DDIMSchedule,
-    start_index: int,
-    end_index: int | None = None,
-    mutual: MutualSelfAttention | None = None,
-    mutual_from_index: int = 0,
+    steps: int | range,
+    per_step: StepRequest = plain_steps,
     callback: StepCallback = no_callback,
-    uncond_context: torch.Tensor | None = None,
-    guidance_scale: float = 1.0,
-    bottleneck: torch.Tensor | None = None,
-    bottleneck_until_index: int = 0,
 ) -> torch.Tensor:
-    """Denoise ``z`` (living at ``timesteps[start_index]``) through steps start_index … end_index−1.
+    """Denoise ``z`` with DDIM over the schedule indices ``steps`` (a range; an int i = from i to the end).
 
-    ``mutual`` enables mutual self-attention on the steps whose schedule index is at least
-    ``mutual_from_index``. Without ``end_index`` the latent comes out clean (ᾱ = 1). With
-    ``uncond_context`` and ``guidance_scale`` > 1 every step is classifier-free guided (mutual pairs
-    then apply per branch). ``context`` is (1 or B, tokens, dim): one prompt, or one per batch item.
-    ``bottleneck`` replaces the middle-block output on the steps whose schedule index is below
-    ``bottleneck_until_index`` (DragNoise's semantic propagation, SPEC §2).
+    ``z`` lives at ``timesteps[steps.start]``; after the last index it lives at the next timestep, or is clean
+    (ᾱ = 1) when the range runs to the end. ``prompt``: one embedding (unguided), or a :class:`Prompt` —
+    every step is then classifier-free guided when it is (mutual pairs apply per branch); its context is one
+    prompt or one per batch item. ``per_step(i)`` says what step i asks of the UNet beyond ε.
     """
-    end_index = schedule.num_steps if end_index is None else end_index
-    if not 0 <= start_index <= end_index <= schedule.num_steps:
-        raise ValueError(f"bad step range [{start_index}, {end_index}) for {schedule.num_steps} steps")
+    steps = range(steps, schedule.num_steps) if isinstance(steps, int) else steps
+    if steps.step != 1 or not 0 <= steps.start <= steps.stop <= schedule.num_steps:
+        raise ValueError(f"bad step range [{steps.start}, {steps.stop}) for {schedule.num_steps} steps")
     timesteps = schedule.timesteps
-    total = end_index - start_index
-    for k, i in enumerate(range(start_index, end_index)):
+    for k, i in enumerate(steps):
         t = timesteps[i]
-        request = UNetRequest(
-            mutual=mutual if (mutual is not None and i >= mutual_from_index) else None,
-            bottleneck=bottleneck if i < bottleneck_until_index else None,
-        )
-        eps = guided(backbone, z, t, context, uncond_context, guidance_scale, request).eps
+        eps = guided(backbone, z, t, prompt, per_step(i)).eps
         z = ddim_step(z, eps, schedule.alpha(t), schedule.alpha(schedule.prev_timestep(i)))
-        callback(k + 1, total)
+        callback(k + 1, len(steps))
     return z

@@ -237,6 +237,13 @@ def grid_points(points: DragPoints, image_h: int, image_w: int) -> tuple[torch.T
     return to_grid(points.handles), to_grid(points.targets)
 
 
+def to_pixels(grid: torch.Tensor, image_h: int, image_w: int) -> torch.Tensor:
+    """Grid (row, col) → image pixels (x, y): the inverse of :func:`grid_points`' scaling (before rounding)."""
+    grid_h, grid_w = image_h // 2, image_w // 2
+    g = grid.float()
+    return torch.stack([g[:, 1] * image_w / grid_w, g[:, 0] * image_h / grid_h], dim=-1)
+
+
 def _validate(pairs: tuple[tuple[Point, Point], ...], width: int, height: int) -> None:
     if not (_is_int(width) and _is_int(height)) or width < 1 or height < 1:
         raise PointsError(f"drag points: width and height must be positive integers, got {width!r}, {height!r}")

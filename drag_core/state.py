@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .guidance import concat_contexts
+from .guidance import Prompt, concat_contexts
 from .schedule import DDIMSchedule
 
 
@@ -49,6 +49,21 @@ class DiffusionState:
     def branch_contexts(self) -> torch.Tensor:
         """Prompts of the batch [source, edited], (2, tokens, dim)."""
         return concat_contexts([self.context, self.edited_context])
+
+    @property
+    def source_prompt(self) -> Prompt:
+        """The source branch's prompt with the state's guidance."""
+        return Prompt(self.context, self.uncond_context, self.guidance_scale)
+
+    @property
+    def edited_prompt(self) -> Prompt:
+        """The edited branch's prompt with the state's guidance."""
+        return Prompt(self.edited_context, self.uncond_context, self.guidance_scale)
+
+    @property
+    def branch_prompt(self) -> Prompt:
+        """The batch [source, edited]'s prompts with the state's guidance."""
+        return Prompt(self.branch_contexts(), self.uncond_context, self.guidance_scale)
 
     def with_edit(self, edited: torch.Tensor) -> DiffusionState:
         return replace(self, edited=edited)

@@ -9,23 +9,15 @@ from .sacdrag_nodes import DenoiseToStep
 from .toy_model import TOY_WEIGHTS, ToyModelLoader
 from .warp_nodes import RegionWarp
 
-# Node ids are global across every installed pack, hence the prefix. Never rename them.
-_NODES = {
-    "DragKitIdentityLoRATrain": (IdentityLoRATrain, "IdentityLoRATrain"),
-    "DragKitDragPoints": (DragPoints, "DragPoints"),
-    "DragKitDDIMInvert": (DDIMInvert, "DDIMInvert"),
-    "DragKitDDIMSample": (DDIMSample, "DDIMSample"),
-    "DragKitMotionSupervisionOptimize": (MotionSupervisionOptimize, "MotionSupervisionOptimize"),
-    "DragKitReferenceLatentDenoise": (ReferenceLatentDenoise, "ReferenceLatentDenoise"),
-    "DragKitBottleneckOptimize": (BottleneckOptimize, "BottleneckOptimize (DragNoise)"),
-    "DragKitSemanticPropagationDenoise": (SemanticPropagationDenoise, "SemanticPropagationDenoise (DragNoise)"),
-    "DragKitDenoiseToStep": (DenoiseToStep, "DenoiseToStep"),
-    "DragKitRegionWarp": (RegionWarp, "RegionWarp (Inpaint4Drag)"),
-}
-
+# Each class carries its node id (global across every installed pack, hence the prefix; never rename one),
+# its short NAME (used in error messages) and, where it differs, its DISPLAY_NAME.
+_NODES = [
+    IdentityLoRATrain, DragPoints, DDIMInvert, DDIMSample, MotionSupervisionOptimize, ReferenceLatentDenoise,
+    BottleneckOptimize, SemanticPropagationDenoise, DenoiseToStep, RegionWarp,
+]
 # The loader is offered only when the trained toy weights are in the checkout.
 if TOY_WEIGHTS.exists():
-    _NODES["DragKitToyModelLoader"] = (ToyModelLoader, "ToyModelLoader")
+    _NODES.append(ToyModelLoader)
 
-NODE_CLASS_MAPPINGS = {node_id: cls for node_id, (cls, _) in _NODES.items()}
-NODE_DISPLAY_NAME_MAPPINGS = {node_id: name for node_id, (_, name) in _NODES.items()}
+NODE_CLASS_MAPPINGS = {cls.NODE_ID: cls for cls in _NODES}
+NODE_DISPLAY_NAME_MAPPINGS = {cls.NODE_ID: getattr(cls, "DISPLAY_NAME", cls.NAME) for cls in _NODES}

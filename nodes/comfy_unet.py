@@ -18,6 +18,46 @@ from .errors import DragKitInputError
 
 log = logging.getLogger(__name__)
 
+# SD's VAE: one latent cell is 8 × 8 pixels. The one place DragKit states it.
+PIXELS_PER_LATENT = 8
+
+
+class BackboneError(ValueError):
+    """A hook the model cannot provide: ``setting`` names the backbone setting ("feature_blocks",
+    "mutual_start_layer"); the node that chose it names its own input."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+# ---------------------------------------------------------------------------------------------- model facts
+# What DragKit reads of a ComfyUI MODEL besides its UNet, in one place.
+
+
+def latent_in(model, samples: torch.Tensor) -> torch.Tensor:
+    """A LATENT's samples → the model's latent space (its latent_format, e.g. × 0.18215 for SD1.5)."""
+    return model.model.process_latent_in(samples)
+
+
+def latent_out(model, z: torch.Tensor) -> torch.Tensor:
+    """The model's latent space → a LATENT's samples."""
+    return model.model.process_latent_out(z)
+
+
+def latent_channels(model) -> int:
+    return model.model.latent_format.latent_channels
+
+
+def context_dim(model) -> int | None:
+    """The text embedding width the UNet's cross-attention takes (768 for SD1.5), or None if unknown."""
+    return model.model.model_config.unet_config.get("context_dim")
+
+
+def image_size(latent: torch.Tensor) -> tuple[int, int]:
+    """(H, W) of the pixel grid a (…, h, w) latent decodes to."""
+    return PIXELS_PER_LATENT * int(latent.shape[-2]), PIXELS_PER_LATENT * int(latent.shape[-1])
+
 
 @dataclass(frozen=True)
 class UNetLayout:
@@ -146,7 +186,8 @@ class ComfyBackbone:
 
     ``feature_blocks``, ``bottleneck`` and ``mutual_start_layer`` declare up front which hooks the
     methods will use; only those patches are registered on the clone (mutual self-attention on the
-    layers from ``mutual_start_layer`` to the last).
+    layers from ``mutual_start_layer`` to the last). A hook this UNet cannot provide raises
+    :class:`BackboneError`; a model that is not an SD1.x/2.x UNet raises ``node``'s error for its "model" input.
     """
 
     def __init__(
@@ -166,16 +207,16 @@ class ComfyBackbone:
         self.num_self_attention_layers = len(self.layout.attn_keys)
         for block in feature_blocks:
             if not 0 <= block < len(self.layout.decoder_taps):
-                raise DragKitInputError(
-                    node, "feature_blocks",
+                raise BackboneError(
+                    "feature_blocks",
                     f"decoder block {block} cannot be tapped; this UNet offers blocks 0–{len(self.layout.decoder_taps) - 1}",
                 )
         self._tap_to_block = {self.layout.decoder_taps[b]: b for b in feature_blocks}
         mutual_layers = frozenset()
         if mutual_start_layer is not None:
             if not 0 <= mutual_start_layer < self.num_self_attention_layers:
-                raise DragKitInputError(
-                    node, "start_layer",
+                raise BackboneError(
+                    "mutual_start_layer",
                     f"must be in [0, {self.num_self_attention_layers - 1}] for this UNet, got {mutual_start_layer}.",
                 )
             mutual_layers = frozenset(range(mutual_start_layer, self.num_self_attention_layers))

@@ -1,17 +1,83 @@
-"""Conversions between ComfyUI's types and drag_core's tensors, with input checks."""
+"""What every DragKit node shares: the types that flow between nodes, conversions between ComfyUI's types and
+drag_core's tensors with input checks, and running a core function on the model's device."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from ..drag_core.points import DragPoints as Points
+from ..drag_core.state import DiffusionState
+from .comfy_unet import BackboneError, ComfyBackbone, context_dim, latent_in, latent_out
 from .errors import DragKitInputError
 
 log = logging.getLogger(__name__)
 
 CATEGORY = "DragKit"
 STATE_TYPE = "DRAG_STATE"
+POINTS_TYPE = "DRAG_POINTS"
+
+
+@dataclass(frozen=True)
+class PointsOnImage:
+    """The DRAG_POINTS value: points (with the editable mask) on the image they were placed on."""
+
+    points: Points  # in pixels of ``image``; ``points.mask`` is the union of painted and input masks
+    image: torch.Tensor  # (1, H, W, 3), the background of previews
+    # After a drag: each handle's tracked path in pixels, one position per iteration (last = final).
+    trajectories: tuple[tuple[tuple[float, float], ...], ...] = ()
+
+    def mask(self) -> torch.Tensor | None:
+        """(H, W) 0/1 editable region, or None when nothing is masked."""
+        m = self.points.mask_tensor()
+        return m if m is not None and bool(m.any()) else None
+
+
+def check_state(node: str, state, input_name: str = "state") -> None:
+    if not isinstance(state, DiffusionState):
+        raise DragKitInputError(node, input_name, f"expected a DRAG_STATE, got {type(state).__name__}.")
+
+
+def check_points(node: str, drag_points, input_name: str = "drag_points") -> None:
+    if not isinstance(drag_points, PointsOnImage):
+        raise DragKitInputError(node, input_name, f"expected DRAG_POINTS from DragPoints, got {type(drag_points).__name__}.")
+
+
+def refuse_bottleneck(node: str, state: DiffusionState) -> None:
+    """A DragNoise state carries an optimized bottleneck that only SemanticPropagationDenoise uses."""
+    if state.bottleneck is not None:
+        raise DragKitInputError(
+            node, "state", "this state holds a DragNoise bottleneck, which this node would ignore; "
+            "denoise it with SemanticPropagationDenoise.",
+        )
+
+
+def backbone_for(node: str, model, inputs: dict[str, str] | None = None, **hooks: Any) -> ComfyBackbone:
+    """The model as a drag_core backbone with the ``hooks`` the node needs (see ComfyBackbone). A hook the model
+    cannot provide is this node's error on the input that chose it: ``inputs`` maps the backbone's setting names
+    to the node's input names (default: feature_blocks → feature_blocks, mutual_start_layer → start_layer)."""
+    names = {"feature_blocks": "feature_blocks", "mutual_start_layer": "start_layer", **(inputs or {})}
+    try:
+        return ComfyBackbone(model, node, **hooks)
+    except BackboneError as e:
+        raise DragKitInputError(node, names[e.setting], str(e)) from None
+
+
+def check_same_schedule(node: str, backbone: ComfyBackbone, state: DiffusionState) -> None:
+    if len(backbone.alphas_cumprod) != len(state.schedule.alphas_cumprod):
+        raise DragKitInputError(node, "model", "its noise schedule differs from the one the state was made with.")
+
+
+def run_core(backbone: ComfyBackbone, core: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Load the model onto its device and run a drag_core function on it outside ComfyUI's inference mode
+    (autograd passes need that; plain passes do not mind)."""
+    backbone.load()
+    with torch.inference_mode(False):
+        return core(*args, **kwargs)
 
 
 def model_latent_in(model, latent: dict, node: str, input_name: str = "latent") -> torch.Tensor:
@@ -34,7 +100,7 @@ def model_latent_in(model, latent: dict, node: str, input_name: str = "latent") 
         )
     if not torch.isfinite(samples).all():
         raise DragKitInputError(node, input_name, "the latent contains NaN or infinite values.")
-    return model.model.process_latent_in(samples.detach().clone().float())
+    return latent_in(model, samples.detach().clone().float())
 
 
 def single_image(image, node: str, input_name: str = "image") -> torch.Tensor:
@@ -70,7 +136,7 @@ def model_latent_out(model, z: torch.Tensor) -> dict:
     """The model's latent space → LATENT on ComfyUI's intermediate device."""
     import comfy.model_management
 
-    return {"samples": model.model.process_latent_out(z.detach().float()).to(comfy.model_management.intermediate_device())}
+    return {"samples": latent_out(model, z.detach().float()).to(comfy.model_management.intermediate_device())}
 
 
 def text_context(conditioning, model, node: str, input_name: str = "conditioning") -> torch.Tensor:
@@ -80,7 +146,7 @@ def text_context(conditioning, model, node: str, input_name: str = "conditioning
     if len(conditioning) > 1:
         log.warning("%s: %s has %d entries; only the first is used", node, input_name, len(conditioning))
     context = conditioning[0][0]
-    expected = model.model.model_config.unet_config.get("context_dim") or context.shape[-1]
+    expected = context_dim(model) or context.shape[-1]
     if context.ndim != 3 or context.shape[-1] != expected:
         raise DragKitInputError(
             node, input_name,

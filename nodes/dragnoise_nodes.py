@@ -9,27 +9,27 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-import torch
-
 from ..drag_core.dragnoise import DRAGNOISE_CONFIG, PAPER_END_STEP, optimize_bottleneck, semantic_propagation
-from ..drag_core.mask import editable_mask_for_latent
-from ..drag_core.points import PointsError, grid_points
-from .comfy_unet import ComfyBackbone
-from .common import CATEGORY, STATE_TYPE, model_latent_out, progress_callback, resolve_precision, send_text
-from .drag_nodes import anchor_inputs, check_anchor, drag_outputs, parse_blocks, seed_precision_inputs, tracking_inputs
+from .common import (
+    CATEGORY,
+    STATE_TYPE,
+    backbone_for,
+    check_same_schedule,
+    check_state,
+    model_latent_out,
+    progress_callback,
+    run_core,
+)
 from .errors import DragKitInputError
-from .inversion_nodes import check_state
-from .points_nodes import POINTS_TYPE, PointsOnImage
+from .optimize import PREVIEW_TOOLTIP, RETURN_NAMES, RETURN_TYPES, TRACKED_TOOLTIP, optimizer_inputs, run_optimizer
 
 log = logging.getLogger(__name__)
 
 
-def _same_schedule(node: str, backbone: ComfyBackbone, state) -> None:
-    if len(backbone.alphas_cumprod) != len(state.schedule.alphas_cumprod):
-        raise DragKitInputError(node, "model", "its noise schedule differs from the one the state was made with.")
-
-
 class BottleneckOptimize:
+    NODE_ID = "DragKitBottleneckOptimize"
+    NAME = "BottleneckOptimize"
+    DISPLAY_NAME = "BottleneckOptimize (DragNoise)"
     DESCRIPTION = (
         "DragNoise's drag (SPEC §2): optimizes the UNet bottleneck h (the middle-block output at the state's "
         "timestep, t = 681 by default) with the latent z_t fixed, so the features at the handles move toward the "
@@ -39,72 +39,38 @@ class BottleneckOptimize:
     )
     CATEGORY = CATEGORY
     FUNCTION = "optimize"
-    RETURN_TYPES = (STATE_TYPE, POINTS_TYPE, "IMAGE")
-    RETURN_NAMES = ("state", "tracked_points", "preview")
-    OUTPUT_TOOLTIPS = (
-        "The state with the optimized bottleneck (z_t unchanged), for SemanticPropagationDenoise.",
-        "Final tracked handle positions → targets (pixels).",
-        "The image with points, mask and the tracked handle trajectories.",
-    )
+    RETURN_TYPES = RETURN_TYPES
+    RETURN_NAMES = RETURN_NAMES
+    OUTPUT_TOOLTIPS = ("The state with the optimized bottleneck (z_t unchanged), for SemanticPropagationDenoise.",
+                       TRACKED_TOOLTIP, PREVIEW_TOOLTIP)
 
     @classmethod
     def INPUT_TYPES(cls):
         c = DRAGNOISE_CONFIG
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "The model the state was inverted with (LoRA applied)."}),
-                "state": (STATE_TYPE, {"tooltip": "From DDIMInvert (or DDIMSample for a generated image)."}),
-                "drag_points": (POINTS_TYPE, {"tooltip": "From DragPoints: pairs, editable mask, image."}),
-                "max_iterations": ("INT", {"default": c.max_iterations, "min": 0, "max": 2000, "tooltip": "At most this many optimization steps (DragNoise's demo: 60; its benchmark run: 80)."}),
-                "lr": ("FLOAT", {"default": c.lr, "min": 1e-5, "max": 1.0, "step": 0.001, "tooltip": "Adam learning rate on the bottleneck h (demo 0.01; benchmark run 0.02)."}),
-                "lam": ("FLOAT", {"default": c.lam, "min": 0.0, "max": 100.0, "step": 0.01, "tooltip": "λ of the masked regularizer (sum over the latent outside the mask; demo 0.1, benchmark run 0.2)."}),
-                **tracking_inputs(c),
-                "mask_term_without_mask": ("BOOLEAN", {"default": c.mask_term_without_mask, "tooltip": "Off (default, DragDiffusion's rule): without a painted mask the λ term is skipped. On: the released DragNoise code's behaviour, which adds it anyway and so holds the whole image."}),
-                **seed_precision_inputs(c),
-            },
-            **anchor_inputs(c),
-            "hidden": {"unique_id": "UNIQUE_ID"},
-        }
+        return optimizer_inputs(c, "From DDIMInvert (or DDIMSample for a generated image).", {
+            "max_iterations": ("INT", {"default": c.max_iterations, "min": 0, "max": 2000, "tooltip": "At most this many optimization steps (DragNoise's demo: 60; its benchmark run: 80)."}),
+            "lr": ("FLOAT", {"default": c.lr, "min": 1e-5, "max": 1.0, "step": 0.001, "tooltip": "Adam learning rate on the bottleneck h (demo 0.01; benchmark run 0.02)."}),
+            "lam": ("FLOAT", {"default": c.lam, "min": 0.0, "max": 100.0, "step": 0.01, "tooltip": "λ of the masked regularizer (sum over the latent outside the mask; demo 0.1, benchmark run 0.2)."}),
+        }, after_tracking={
+            "mask_term_without_mask": ("BOOLEAN", {"default": c.mask_term_without_mask, "tooltip": "Off (default, DragDiffusion's rule): without a painted mask the λ term is skipped. On: the released DragNoise code's behaviour, which adds it anyway and so holds the whole image."}),
+        })
 
     def optimize(self, model, state, drag_points, max_iterations, lr, lam, r_m, r_p, stop_distance,
                  feature_blocks, mask_term_without_mask, seed, precision, motion_anchor="current", unique_id=None):
-        node = "BottleneckOptimize"
-        check_state(node, state)
-        if not isinstance(drag_points, PointsOnImage):
-            raise DragKitInputError(node, "drag_points", f"expected DRAG_POINTS from DragPoints, got {type(drag_points).__name__}.")
-        if state.bottleneck is not None:
-            log.info("%s: the state already holds an optimized bottleneck; starting again from z_t", node)
-        blocks = parse_blocks(feature_blocks, node)
-        check_anchor(node, motion_anchor)
-        backbone = ComfyBackbone(model, node, feature_blocks=blocks, bottleneck=True)
-        _same_schedule(node, backbone, state)
-        latent_h, latent_w = state.source.shape[-2:]
-        image_h, image_w = 8 * latent_h, 8 * latent_w  # the VAE's pixel grid for this latent
-        try:
-            handles, targets = grid_points(drag_points.points, image_h, image_w)
-        except PointsError as e:
-            raise DragKitInputError(node, "drag_points", str(e)) from None
-        config = replace(
-            DRAGNOISE_CONFIG, feature_blocks=blocks, r_m=r_m, r_p=r_p, lam=lam, lr=lr, max_iterations=max_iterations,
-            stop_distance=stop_distance, mask_term_without_mask=mask_term_without_mask, seed=seed,
-            precision=resolve_precision(precision, backbone.device), motion_anchor=motion_anchor,
-        )
-        backbone.load()
-        result = optimize_bottleneck(
-            backbone, state, handles, targets,
-            editable_mask_for_latent(drag_points.mask(), image_h, image_w, latent_h, latent_w),
-            config, progress_callback(max(max_iterations, 1)), grid_hw=(image_h // 2, image_w // 2),
-            on_iteration=lambda k, _h, d: send_text(
-                unique_id, f"iteration {k + 1}/{max_iterations}: mean handle→target distance {2 * d:.1f} px"),
-        )
-        log.info(
-            "%s: %d iterations, %d UNet passes (1 capture + forward+backward per iteration), reached=%s, "
-            "mean distance %.1f px", node, result.iterations, result.unet_passes, result.reached, 2 * result.final_distance,
-        )
-        return drag_outputs(replace(state, bottleneck=result.bottleneck), drag_points, result, image_h, image_w)
+        if getattr(state, "bottleneck", None) is not None:
+            log.info("%s: the state already holds an optimized bottleneck; starting again from z_t", self.NAME)
+        widgets = dict(max_iterations=max_iterations, lr=lr, lam=lam, r_m=r_m, r_p=r_p, stop_distance=stop_distance,
+                       feature_blocks=feature_blocks, mask_term_without_mask=mask_term_without_mask, seed=seed,
+                       precision=precision, motion_anchor=motion_anchor)
+        return run_optimizer(self.NAME, model, state, drag_points, widgets, DRAGNOISE_CONFIG, optimize_bottleneck,
+                             lambda state, result: replace(state, bottleneck=result.bottleneck), unique_id,
+                             bottleneck=True)
 
 
 class SemanticPropagationDenoise:
+    NODE_ID = "DragKitSemanticPropagationDenoise"
+    NAME = "SemanticPropagationDenoise"
+    DISPLAY_NAME = "SemanticPropagationDenoise (DragNoise)"
     DESCRIPTION = (
         "DragNoise's denoising (SPEC §2): denoises the state's latent to a clean LATENT with DDIM, replacing the "
         "UNet's middle-block output with the optimized bottleneck on every step whose index (in the full "
@@ -132,7 +98,7 @@ class SemanticPropagationDenoise:
         }
 
     def denoise(self, model, state, end_step):
-        node = "SemanticPropagationDenoise"
+        node = self.NAME
         check_state(node, state)
         if state.bottleneck is None:
             raise DragKitInputError(
@@ -140,12 +106,10 @@ class SemanticPropagationDenoise:
         steps = state.schedule.num_steps
         if not 0 <= end_step <= steps:
             raise DragKitInputError(node, "end_step", f"must be in [0, {steps}] for a {steps}-step schedule, got {end_step}.")
-        backbone = ComfyBackbone(model, node, bottleneck=True)
-        _same_schedule(node, backbone, state)
+        backbone = backbone_for(node, model, bottleneck=True)
+        check_same_schedule(node, backbone, state)
         total = steps - state.step_index
-        backbone.load()
-        with torch.inference_mode(False):
-            out = semantic_propagation(backbone, state, end_step, progress_callback(max(total, 1)))
+        out = run_core(backbone, semantic_propagation, backbone, state, end_step, progress_callback(max(total, 1)))
         log.info("%s: %d UNet passes (one latent), bottleneck replaced on %d of them", node, total,
                  max(0, steps - end_step - state.step_index))
         return (model_latent_out(model, out),)

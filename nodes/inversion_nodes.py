@@ -6,12 +6,25 @@ import logging
 
 import torch
 
+from ..drag_core.guidance import Prompt
 from ..drag_core.inversion import ddim_denoise, ddim_invert
-from ..drag_core.sacdrag import branches_identical
+from ..drag_core.reference import EDITED_FROM_SOURCE, branches_identical, denoise_branches
 from ..drag_core.schedule import DDIMSchedule, inversion_step_count
 from ..drag_core.state import DiffusionState
-from .comfy_unet import ComfyBackbone
-from .common import CATEGORY, STATE_TYPE, model_latent_in, model_latent_out, progress_callback, text_context
+from .comfy_unet import PIXELS_PER_LATENT, latent_channels
+from .common import (
+    CATEGORY,
+    STATE_TYPE,
+    backbone_for,
+    check_same_schedule,
+    check_state,
+    model_latent_in,
+    model_latent_out,
+    progress_callback,
+    refuse_bottleneck,
+    run_core,
+    text_context,
+)
 from .errors import DragKitInputError
 
 log = logging.getLogger(__name__)
@@ -24,12 +37,9 @@ def check_schedule(node: str, steps, strength_name: str, strength) -> None:
         raise DragKitInputError(node, strength_name, f"must be in (0, 1], got {strength!r}.")
 
 
-def check_state(node: str, state, input_name: str = "state") -> None:
-    if not isinstance(state, DiffusionState):
-        raise DragKitInputError(node, input_name, f"expected a DRAG_STATE, got {type(state).__name__}.")
-
-
 class DDIMInvert:
+    NODE_ID = "DragKitDDIMInvert"
+    NAME = "DDIMInvert"
     DESCRIPTION = (
         "DDIM-inverts an encoded image part of the way into the noise (SPEC §0.2), no CFG, with the "
         "model's patches (e.g. the identity LoRA) active. The state carries the inverted latent to "
@@ -66,16 +76,15 @@ class DDIMInvert:
         }
 
     def invert(self, model, latent, conditioning, steps, inversion_strength, first_step_correction):
-        node = "DDIMInvert"
+        node = self.NAME
         check_schedule(node, steps, "inversion_strength", inversion_strength)
-        backbone = ComfyBackbone(model, node)
+        backbone = backbone_for(node, model)
         z0 = model_latent_in(model, latent, node)
         context = text_context(conditioning, model, node)
         schedule = DDIMSchedule(backbone.alphas_cumprod, steps)
         n = inversion_step_count(steps, float(inversion_strength))
-        backbone.load()
-        with torch.inference_mode(False):
-            z_t = ddim_invert(backbone, z0, context, schedule, n, first_step_correction, progress_callback(n))
+        z_t = run_core(backbone, ddim_invert, backbone, z0, context, schedule, n, first_step_correction,
+                       progress_callback(n))
         state = DiffusionState(schedule, steps - n, z_t.cpu(), context.cpu())
         log.info("%s: %d UNet passes, latent now at t = %d", node, n, state.timestep)
         noisy = z_t / schedule.alpha(state.timestep) ** 0.5  # ComfyUI samplers start from x = z·√(1+σ²)
@@ -83,6 +92,8 @@ class DDIMInvert:
 
 
 class ReferenceLatentDenoise:
+    NODE_ID = "DragKitReferenceLatentDenoise"
+    NAME = "ReferenceLatentDenoise"
     DESCRIPTION = (
         "Denoises the state's latent to a clean LATENT with DDIM (no CFG). With reference control on "
         "and an edited latent (or an edit prompt) in the state, the batch [source, edited] is denoised and "
@@ -118,40 +129,32 @@ class ReferenceLatentDenoise:
         }
 
     def denoise(self, model, state, reference_control, start_step, start_layer):
-        node = "ReferenceLatentDenoise"
+        node = self.NAME
         check_state(node, state)
-        if state.bottleneck is not None:
-            raise DragKitInputError(
-                node, "state", "this state holds a DragNoise bottleneck, which this node would ignore; "
-                "denoise it with SemanticPropagationDenoise.",
-            )
+        refuse_bottleneck(node, state)
         # Two branches when the edited one differs: a dragged latent, or an edit prompt (SPEC §3).
         edited = not branches_identical(state)
         controlled = reference_control and edited
         if reference_control and not edited:
             log.info("%s: the state holds no edited latent; denoising the source alone", node)
-        backbone = ComfyBackbone(model, node, mutual_start_layer=start_layer if controlled else None)
+        backbone = backbone_for(node, model, mutual_start_layer=start_layer if controlled else None)
+        check_same_schedule(node, backbone, state)
         schedule = state.schedule
-        if len(backbone.alphas_cumprod) != len(schedule.alphas_cumprod):
-            raise DragKitInputError(node, "model", "its noise schedule differs from the one the state was made with.")
-        if controlled:
-            z, context = torch.cat([state.source, state.edited_latent]), state.branch_contexts()
-            mutual = backbone.mutual(((1, 0),))
-        else:
-            z, context, mutual = state.edited_latent, state.edited_context, None
         total = schedule.num_steps - state.step_index
-        backbone.load()
-        with torch.inference_mode(False):
-            out = ddim_denoise(
-                backbone, z, context, schedule, state.step_index, mutual=mutual,
-                mutual_from_index=state.step_index + start_step, callback=progress_callback(total),
-                uncond_context=state.uncond_context, guidance_scale=state.guidance_scale,
-            )
-        log.info("%s: %d UNet passes (batch %d)", node, total, z.shape[0])
+        if controlled:  # SPEC §1.4: [source, edited], the edited branch attending to the source
+            out = run_core(backbone, denoise_branches, backbone, state, schedule.num_steps,
+                           backbone.mutual(EDITED_FROM_SOURCE), state.step_index + start_step,
+                           progress_callback(total)).edited_latent
+        else:
+            out = run_core(backbone, ddim_denoise, backbone, state.edited_latent, state.edited_prompt, schedule,
+                           state.step_index, callback=progress_callback(total))
+        log.info("%s: %d UNet passes (batch %d)", node, total, 2 if controlled else 1)
         return (model_latent_out(model, out[-1:]),)
 
 
 class DDIMSample:
+    NODE_ID = "DragKitDDIMSample"
+    NAME = "DDIMSample"
     DESCRIPTION = (
         "Generates an image from seed noise with DDIM and classifier-free guidance, stopping where the drag "
         "happens (SPEC §1.5: dragging a generated image). The state keeps the guidance: the drag and "
@@ -183,21 +186,20 @@ class DDIMSample:
         }
 
     def sample(self, model, positive, negative, seed, steps, cfg, strength, width, height):
-        node = "DDIMSample"
+        node = self.NAME
         check_schedule(node, steps, "strength", strength)
-        if width % 8 or height % 8:
-            raise DragKitInputError(node, "width", f"width and height must be multiples of 8, got {width}×{height}.")
-        backbone = ComfyBackbone(model, node)
+        if width % PIXELS_PER_LATENT or height % PIXELS_PER_LATENT:
+            raise DragKitInputError(
+                node, "width", f"width and height must be multiples of {PIXELS_PER_LATENT}, got {width}×{height}.")
+        backbone = backbone_for(node, model)
         context = text_context(positive, model, node, "positive")
         uncond = text_context(negative, model, node, "negative")
         schedule = DDIMSchedule(backbone.alphas_cumprod, steps)
         stop = steps - inversion_step_count(steps, float(strength))
-        channels = model.model.latent_format.latent_channels
-        noise = torch.randn((1, channels, height // 8, width // 8), generator=torch.Generator().manual_seed(seed))
-        backbone.load()
-        with torch.inference_mode(False):
-            z = ddim_denoise(backbone, noise, context, schedule, 0, end_index=stop, callback=progress_callback(max(stop, 1)),
-                             uncond_context=uncond, guidance_scale=float(cfg))
+        shape = (1, latent_channels(model), height // PIXELS_PER_LATENT, width // PIXELS_PER_LATENT)
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+        z = run_core(backbone, ddim_denoise, backbone, noise, Prompt(context, uncond, float(cfg)), schedule,
+                     range(0, stop), callback=progress_callback(max(stop, 1)))
         log.info("%s: %d guided steps (%d UNet passes at batch 2), latent at t = %d", node, stop, stop,
                  schedule.timesteps[stop])
         return (DiffusionState(schedule, stop, z.cpu(), context.cpu(), uncond_context=uncond.cpu(), guidance_scale=float(cfg)),)

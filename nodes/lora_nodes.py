@@ -23,7 +23,7 @@ from .comfy_lora import (
     write_safetensors,
 )
 from .comfy_unet import ComfyBackbone
-from .common import CATEGORY, progress_callback, resolve_precision, send_text, single_image, text_context
+from .common import CATEGORY, backbone_for, progress_callback, resolve_precision, send_text, single_image, text_context
 from .errors import DragKitInputError
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ _SAFE_NAME = re.compile(r"^[\w\-. ]+$")
 
 
 class IdentityLoRATrain:
+    NODE_ID = "DragKitIdentityLoRATrain"
+    NAME = "IdentityLoRATrain"
     DESCRIPTION = (
         "Trains DragDiffusion's identity-preserving LoRA on the one input image (SPEC §1.1): rank-16 LoRA on "
         "the q/k/v/out projections of every attention layer, 80 AdamW steps on batches of 4 random crops, "
@@ -70,7 +72,7 @@ class IdentityLoRATrain:
 
     def train(self, model, vae, image, conditioning, steps, rank, lr, batch_size, resolution, seed, precision,
               cache, save_name, unique_id=None):
-        node = "IdentityLoRATrain"
+        node = self.NAME
         if not isinstance(steps, int) or steps < 1:
             raise DragKitInputError(node, "steps", f"must be ≥ 1, got {steps!r}.")
         if not isinstance(rank, int) or rank < 1:
@@ -78,7 +80,7 @@ class IdentityLoRATrain:
         image = single_image(image, node)
         if save_name and not _SAFE_NAME.match(save_name):
             raise DragKitInputError(node, "save_name", f"{save_name!r}: use letters, digits, spaces, '-', '_' and '.' only.")
-        backbone = ComfyBackbone(model, node)  # validates the model
+        backbone = backbone_for(node, model)  # validates the model
         context = text_context(conditioning, model, node)
         config = LoRAConfig(rank=rank, lr=lr, steps=steps, batch_size=batch_size, resolution=resolution, seed=seed,
                             precision=resolve_precision(precision, backbone.device))
@@ -102,7 +104,7 @@ class IdentityLoRATrain:
 
     @staticmethod
     def _train(backbone: ComfyBackbone, model, vae, pixels, context, config: LoRAConfig, unique_id):
-        node = "IdentityLoRATrain"
+        node = IdentityLoRATrain.NAME
         patcher = backbone.patcher  # already a clone of the input model
         shapes = [(o, i) for _, o, i in attention_projections(model)]
         with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes in inference mode

@@ -3,37 +3,20 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import torch
 
 from ..drag_core.points import DragPoints as Points
 from ..drag_core.points import PointsError, RLEMask, parse_points
-from .common import CATEGORY, mask_2d, single_image
+from .common import CATEGORY, POINTS_TYPE, PointsOnImage, mask_2d, single_image
 from .errors import DragKitInputError
 from .preview import draw_points, to_pil, ui_images
 
 log = logging.getLogger(__name__)
 
-POINTS_TYPE = "DRAG_POINTS"
-
-
-@dataclass(frozen=True)
-class PointsOnImage:
-    """The DRAG_POINTS value: points (with the editable mask) on the image they were placed on."""
-
-    points: Points  # in pixels of ``image``; ``points.mask`` is the union of painted and input masks
-    image: torch.Tensor  # (1, H, W, 3), the background of previews
-    # After a drag: each handle's tracked path in pixels, one position per iteration (last = final).
-    trajectories: tuple[tuple[tuple[float, float], ...], ...] = ()
-
-    def mask(self) -> torch.Tensor | None:
-        """(H, W) 0/1 editable region, or None when nothing is masked."""
-        m = self.points.mask_tensor()
-        return m if m is not None and bool(m.any()) else None
-
-
 class DragPoints:
+    NODE_ID = "DragKitDragPoints"
+    NAME = "DragPoints"
     DESCRIPTION = (
         "Handle → target point pairs on the image, and a painted mask: for the drag methods the region that "
         "may change (the editor's Mask mode, green), for RegionWarp the region to move (the editor calls it "
@@ -66,7 +49,7 @@ class DragPoints:
         }
 
     def place(self, image, points, mask=None):
-        node = "DragPoints"
+        node = self.NAME
         image = single_image(image, node)
         height, width = int(image.shape[1]), int(image.shape[2])
         if not str(points).strip():

@@ -11,18 +11,27 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-import torch
-
-from ..drag_core.sacdrag import DRAG_STEP, SAC_LAYER, SAC_STEP, branches_identical, denoise_branches
-from .comfy_unet import ComfyBackbone
-from .common import CATEGORY, STATE_TYPE, progress_callback, text_context
+from ..drag_core.reference import EDITED_FROM_SOURCE, branches_identical, denoise_branches
+from ..drag_core.sacdrag import DRAG_STEP, SAC_LAYER, SAC_STEP
+from .common import (
+    CATEGORY,
+    STATE_TYPE,
+    backbone_for,
+    check_same_schedule,
+    check_state,
+    progress_callback,
+    refuse_bottleneck,
+    run_core,
+    text_context,
+)
 from .errors import DragKitInputError
-from .inversion_nodes import check_state
 
 log = logging.getLogger(__name__)
 
 
 class DenoiseToStep:
+    NODE_ID = "DragKitDenoiseToStep"
+    NAME = "DenoiseToStep"
     DESCRIPTION = (
         "Denoises the state's source and edited branches with DDIM up to drag_step and returns the state there, "
         "for a drag (the training-free self-attention drag, SPEC §3). The edited branch runs on the edit prompt "
@@ -72,11 +81,9 @@ class DenoiseToStep:
         }
 
     def denoise(self, model, state, drag_step, self_attention_control, sac_step, sac_layer, edit_conditioning=None):
-        node = "DenoiseToStep"
+        node = self.NAME
         check_state(node, state)
-        if state.bottleneck is not None:
-            raise DragKitInputError(node, "state", "this state holds a DragNoise bottleneck; denoise it with "
-                                    "SemanticPropagationDenoise.")
+        refuse_bottleneck(node, state)
         steps = state.schedule.num_steps
         if not state.step_index <= drag_step <= steps:
             raise DragKitInputError(
@@ -87,21 +94,13 @@ class DenoiseToStep:
         if edit_conditioning is not None:
             state = replace(state, edit_context=text_context(edit_conditioning, model, node, "edit_conditioning"))
         controlled = self_attention_control and sac_step < drag_step and not branches_identical(state)
-        try:
-            backbone = ComfyBackbone(model, node, mutual_start_layer=sac_layer if self_attention_control else None)
-        except DragKitInputError as e:
-            if e.input_name != "start_layer":
-                raise
-            raise DragKitInputError(node, "sac_layer", str(e).split(": ", 2)[-1]) from None
-        if len(backbone.alphas_cumprod) != len(state.schedule.alphas_cumprod):
-            raise DragKitInputError(node, "model", "its noise schedule differs from the one the state was made with.")
+        backbone = backbone_for(node, model, {"mutual_start_layer": "sac_layer"},
+                                mutual_start_layer=sac_layer if self_attention_control else None)
+        check_same_schedule(node, backbone, state)
         total = drag_step - state.step_index
-        backbone.load()
-        with torch.inference_mode(False):
-            out = denoise_branches(
-                backbone, state, drag_step, backbone.mutual(((1, 0),)) if controlled else None,
-                mutual_from_index=sac_step, callback=progress_callback(max(total, 1)),
-            )
+        out = run_core(backbone, denoise_branches, backbone, state, drag_step,
+                       backbone.mutual(EDITED_FROM_SOURCE) if controlled else None, sac_step,
+                       progress_callback(max(total, 1)))
         log.info("%s: %d steps at batch %d, now at t = %d (mutual self-attention %s)", node, total,
                  1 if out.edited is None else 2, out.timestep, f"from step {sac_step}" if controlled else "off")
         return (out,)

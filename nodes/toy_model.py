@@ -120,6 +120,8 @@ def load_toy_model(path: Path = TOY_WEIGHTS):
 
 
 class ToyModelLoader:
+    NODE_ID = "DragKitToyModelLoader"
+    NAME = "ToyModelLoader"
     DESCRIPTION = (
         "Loads DragKit's bundled toy model (MODEL, CLIP, VAE): a tiny text-to-image latent diffusion model of "
         "simple coloured shapes on plain or gradient backgrounds, with SD1.5's block structure, trained on a "

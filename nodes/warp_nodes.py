@@ -8,19 +8,20 @@ import torch
 
 from ..drag_core.points import PointsError
 from ..drag_core.region_warp import MOTIONS, REVEALED, SAMPLINGS, WarpError, region_warp
-from .common import CATEGORY, mask_2d, single_image
+from .common import CATEGORY, POINTS_TYPE, check_points, mask_2d, single_image
 from .errors import DragKitInputError
-from .points_nodes import POINTS_TYPE, PointsOnImage
 from .preview import draw_warp, to_image, to_pil, ui_images
 
 log = logging.getLogger(__name__)
 
-NODE = "RegionWarp"
 # WarpError.field → the input that holds it.
 _INPUT = {"image": "image", "region": "drag_points", "pairs": "drag_points"}
 
 
 class RegionWarp:
+    NODE_ID = "DragKitRegionWarp"
+    NAME = "RegionWarp"
+    DISPLAY_NAME = "RegionWarp (Inpaint4Drag)"
     DESCRIPTION = (
         "Inpaint4Drag's region warp: moves the painted region of the image along the handle → target pairs "
         "in pixel space (no model, no training, a fraction of a second) and outputs the mask of the pixels the "
@@ -59,20 +60,20 @@ class RegionWarp:
     def warp(self, image, drag_points, inpaint_dilation, motion, sampling, revealed="keep", region=None):
         import comfy.model_management
 
-        picture = single_image(image, NODE)
+        node = self.NAME
+        picture = single_image(image, node)
         height, width = int(picture.shape[1]), int(picture.shape[2])
-        if not isinstance(drag_points, PointsOnImage):
-            raise DragKitInputError(NODE, "drag_points", f"expected DRAG_POINTS from DragPoints, got {type(drag_points).__name__}.")
+        check_points(node, drag_points)
         try:
             points = drag_points.points.rescaled(width, height)
         except PointsError as e:  # a pair that collapses on the new pixel grid
-            raise DragKitInputError(NODE, "drag_points", str(e)) from None
+            raise DragKitInputError(node, "drag_points", str(e)) from None
         painted = drag_points.mask()
         area = torch.zeros(height, width)
         if painted is not None:
-            area = torch.maximum(area, mask_2d(painted, height, width, NODE, "drag_points"))
+            area = torch.maximum(area, mask_2d(painted, height, width, node, "drag_points"))
         if region is not None:
-            area = torch.maximum(area, mask_2d(region, height, width, NODE, "region"))
+            area = torch.maximum(area, mask_2d(region, height, width, node, "region"))
 
         device = comfy.model_management.get_torch_device()
         try:
@@ -82,11 +83,11 @@ class RegionWarp:
             name = _INPUT.get(e.field, e.field)
             unpainted = e.field == "region" and not bool(area.any())
             hint = " (paint it in DragPoints' Region mode, or connect a region MASK)" if unpainted else ""
-            raise DragKitInputError(NODE, name, f"{e}{hint}") from None
+            raise DragKitInputError(node, name, f"{e}{hint}") from None
         out = comfy.model_management.intermediate_device()
         warped = result.image[None].to(out)
         mask = result.inpaint_mask.float()[None].to(out)
-        log.info("%s: moved %d px into %d px, %d px to inpaint", NODE, int(result.source_region.sum()),
+        log.info("%s: moved %d px into %d px, %d px to inpaint", node, int(result.source_region.sum()),
                  int(result.moved_region.sum()), int(result.inpaint_mask.sum()))
         preview = draw_warp(to_pil(warped), mask, list(points.pairs))
         ui = ui_images(preview)

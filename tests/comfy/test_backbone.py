@@ -135,6 +135,7 @@ def test_non_sd_models_are_refused(comfy):
 
 def test_source_branch_of_a_controlled_denoise_is_bitwise_a_plain_denoise(tiny_model, comfy):
     from dragkit.drag_core.inversion import ddim_denoise
+    from dragkit.drag_core.reference import mutual_from
     from dragkit.drag_core.schedule import DDIMSchedule
 
     backbone = _backbone(tiny_model, mutual_start_layer=10)
@@ -144,7 +145,7 @@ def test_source_branch_of_a_controlled_denoise_is_bitwise_a_plain_denoise(tiny_m
     ctx = comfy.random_context()
     pair = torch.cat([source, edited])
     with torch.no_grad():
-        controlled = ddim_denoise(backbone, pair, ctx, schedule, 44, mutual=backbone.mutual(((1, 0),)))
+        controlled = ddim_denoise(backbone, pair, ctx, schedule, 44, mutual_from(backbone.mutual(((1, 0),)), 0))
         plain = ddim_denoise(backbone, pair, ctx, schedule, 44)
     assert torch.equal(controlled[0], plain[0])
     assert not torch.allclose(controlled[1], plain[1])

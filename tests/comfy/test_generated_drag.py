@@ -17,6 +17,7 @@ def _sample(model, comfy, **kw):
 
 
 def test_generation_split_at_the_drag_step_equals_one_uninterrupted_generation(tiny_model, comfy):
+    from dragkit.drag_core.guidance import Prompt
     from dragkit.drag_core.inversion import ddim_denoise
     from dragkit.nodes.comfy_unet import ComfyBackbone
     from dragkit.nodes.inversion_nodes import ReferenceLatentDenoise
@@ -29,8 +30,7 @@ def test_generation_split_at_the_drag_step_equals_one_uninterrupted_generation(t
     backbone.load()
     noise = torch.randn((1, 4, 16, 16), generator=torch.Generator().manual_seed(42))
     with torch.no_grad():
-        whole = ddim_denoise(backbone, noise, state.context, state.schedule, 0, uncond_context=state.uncond_context,
-                             guidance_scale=7.5)
+        whole = ddim_denoise(backbone, noise, Prompt(state.context, state.uncond_context, 7.5), state.schedule, 0)
     torch.testing.assert_close(image["samples"], tiny_model.model.process_latent_out(whole), rtol=1e-5, atol=1e-5)
 
 

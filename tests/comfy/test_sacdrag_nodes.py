@@ -66,7 +66,7 @@ def test_the_edit_prompt_reaches_only_the_edited_branch(tiny_model, comfy, z_T, 
     alone = {}
     with torch.no_grad():
         for name, (cond,) in (("source", prompts[0]), ("edit", prompts[1])):
-            alone[name] = ddim_denoise(backbone, z_T.source, cond[0], z_T.schedule, 0, DRAG_STEP)
+            alone[name] = ddim_denoise(backbone, z_T.source, cond[0], z_T.schedule, range(0, DRAG_STEP))
     torch.testing.assert_close(state.source, alone["source"], rtol=1e-4, atol=1e-4)  # batch 2 vs 1: float rounding
     torch.testing.assert_close(state.edited, alone["edit"], rtol=1e-4, atol=1e-4)  # batch 2 vs 1: float rounding
     assert not torch.allclose(alone["source"], alone["edit"])

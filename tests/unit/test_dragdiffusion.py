@@ -7,8 +7,9 @@ import torch
 from torch.nn import functional as nnf
 
 from drag_core.backbone import UNetOutput, UNetRequest
-from drag_core.dragdiffusion import DragConfig, optimize_latent, to_pixels
-from drag_core.points import DragPoints, grid_points
+from drag_core.drag_loop import DragConfig
+from drag_core.dragdiffusion import optimize_latent
+from drag_core.points import DragPoints, grid_points, to_pixels
 from drag_core.schedule import DDIMSchedule, scaled_linear_alphas_cumprod
 from drag_core.state import DiffusionState
 

@@ -9,9 +9,9 @@ import torch
 from torch.nn import functional as nnf
 
 from drag_core.backbone import UNetOutput, UNetRequest
-from drag_core.dragdiffusion import DragConfig
+from drag_core.drag_loop import DragConfig
 from drag_core.dragnoise import DRAGNOISE_CONFIG, PAPER_END_STEP, optimize_bottleneck, semantic_propagation
-from drag_core.guidance import guided
+from drag_core.guidance import Prompt, guided
 from drag_core.schedule import DDIMSchedule, scaled_linear_alphas_cumprod
 from drag_core.state import DiffusionState
 
@@ -154,12 +154,12 @@ def test_under_guidance_each_branch_keeps_its_own_bottleneck():
     z = blob_latent()
     cond, uncond = torch.full((1, 1, 8), 0.5), torch.zeros(1, 1, 8)
     backbone = BottleneckBackbone()
-    captured = guided(backbone, z, 681, cond, uncond, 7.5, UNetRequest(capture_bottleneck=True)).bottleneck
+    captured = guided(backbone, z, 681, Prompt(cond, uncond, 7.5), UNetRequest(capture_bottleneck=True)).bottleneck
     plain_u = backbone(z, 681, uncond, UNetRequest(capture_bottleneck=True)).bottleneck
     plain_c = backbone(z, 681, cond, UNetRequest(capture_bottleneck=True)).bottleneck
     assert torch.equal(captured, torch.cat([plain_u, plain_c]))  # [unconditional; conditional]
     with pytest.raises(ValueError, match="unconditional; conditional"):
-        guided(backbone, z, 681, cond, uncond, 7.5, UNetRequest(bottleneck=plain_c))
+        guided(backbone, z, 681, Prompt(cond, uncond, 7.5), UNetRequest(bottleneck=plain_c))
 
     state = make_state(z, context=cond, uncond_context=uncond, guidance_scale=7.5)
     backbone = BottleneckBackbone()

@@ -3,8 +3,9 @@
 import torch
 
 from drag_core.backbone import MutualSelfAttention, UNetOutput, UNetRequest
-from drag_core.dragdiffusion import DragConfig, optimize_latent
-from drag_core.guidance import concat_contexts, feature_weight, guided
+from drag_core.drag_loop import DragConfig
+from drag_core.dragdiffusion import optimize_latent
+from drag_core.guidance import Prompt, concat_contexts, feature_weight, guided
 from drag_core.inversion import ddim_denoise
 from drag_core.schedule import DDIMSchedule, ddim_step, scaled_linear_alphas_cumprod
 from drag_core.state import DiffusionState
@@ -42,8 +43,8 @@ def test_scale_one_or_no_uncond_is_a_plain_call():
     z = torch.randn(1, 4, 6, 6)
     cond, uncond = _contexts()
     plain = backbone(z, 681, cond, UNetRequest(feature_blocks=(2,)))
-    for out in (guided(backbone, z, 681, cond, uncond, 1.0, UNetRequest(feature_blocks=(2,))),
-                guided(backbone, z, 681, cond, None, 7.5, UNetRequest(feature_blocks=(2,)))):
+    for out in (guided(backbone, z, 681, Prompt(cond, uncond, 1.0), UNetRequest(feature_blocks=(2,))),
+                guided(backbone, z, 681, Prompt(cond, None, 7.5), UNetRequest(feature_blocks=(2,)))):
         assert torch.equal(out.eps, plain.eps) and torch.equal(out.features[0], plain.features[0])
 
 
@@ -51,7 +52,7 @@ def test_guided_eps_and_features_follow_spec():
     backbone = PromptAware()
     z = torch.randn(2, 4, 6, 6)
     cond, uncond = _contexts()
-    out = guided(backbone, z, 681, cond, uncond, 7.5, UNetRequest(feature_blocks=(2,)))
+    out = guided(backbone, z, 681, Prompt(cond, uncond, 7.5), UNetRequest(feature_blocks=(2,)))
     eu, ec = backbone(z, 681, uncond).eps, backbone(z, 681, cond).eps
     torch.testing.assert_close(out.eps, eu + 7.5 * (ec - eu))
     fu = backbone(z, 681, uncond, UNetRequest(feature_blocks=(2,))).features[0]
@@ -65,7 +66,7 @@ def test_mutual_pairs_apply_per_branch():
     backbone = PromptAware()
     cond, uncond = _contexts()
     mutual = MutualSelfAttention(frozenset({10}), ((1, 0),))
-    guided(backbone, torch.randn(2, 4, 6, 6), 681, cond, uncond, 7.5, UNetRequest(mutual=mutual))
+    guided(backbone, torch.randn(2, 4, 6, 6), 681, Prompt(cond, uncond, 7.5), UNetRequest(mutual=mutual))
     assert backbone.requests[0][1].mutual.pairs == ((1, 0), (3, 2))
 
 
@@ -81,7 +82,7 @@ def test_guided_denoise_step_is_the_cfg_ddim_step():
     schedule = DDIMSchedule(backbone.alphas_cumprod)
     cond, uncond = _contexts()
     z = torch.randn(1, 4, 6, 6)
-    out = ddim_denoise(backbone, z, cond, schedule, 20, end_index=21, uncond_context=uncond, guidance_scale=7.5)
+    out = ddim_denoise(backbone, z, Prompt(cond, uncond, 7.5), schedule, range(20, 21))
     eu, ec = backbone(z, 581, uncond).eps, backbone(z, 581, cond).eps
     torch.testing.assert_close(out, ddim_step(z, eu + 7.5 * (ec - eu), schedule.alpha(581), schedule.alpha(561)))
 

@@ -6,7 +6,8 @@ import torch
 from torch.nn import functional as nnf
 
 from drag_core.backbone import UNetOutput, UNetRequest
-from drag_core.dragdiffusion import DragConfig, optimize_latent
+from drag_core.drag_loop import DragConfig
+from drag_core.dragdiffusion import optimize_latent
 from drag_core.precision import LossScaler
 from drag_core.schedule import DDIMSchedule, scaled_linear_alphas_cumprod
 from drag_core.state import DiffusionState

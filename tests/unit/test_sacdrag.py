@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from drag_core.backbone import MutualSelfAttention, UNetOutput, UNetRequest
-from drag_core.dragdiffusion import DragConfig, optimize_latent
+from drag_core.drag_loop import DragConfig
+from drag_core.dragdiffusion import optimize_latent
 from drag_core.inversion import ddim_denoise, ddim_invert
-from drag_core.sacdrag import DRAG_STEP, SAC_LAYER, SAC_STEP, branches_identical, denoise_branches
+from drag_core.reference import branches_identical, denoise_branches
+from drag_core.sacdrag import DRAG_STEP, SAC_LAYER, SAC_STEP
 from drag_core.schedule import DDIMSchedule, scaled_linear_alphas_cumprod
 from drag_core.state import DiffusionState
 from toy_backbones import SmoothBackbone
@@ -62,8 +64,8 @@ def test_the_edit_prompt_reaches_only_the_edited_branch():
     assert [t for t, _, _, _ in spy.calls] == state.schedule.timesteps[:10]
     assert all(prompts == [0.25, -0.5] for _, _, prompts, _ in spy.calls)  # [source, edited]
     # Each branch is exactly a one-branch denoise on its own prompt.
-    torch.testing.assert_close(out.source, ddim_denoise(Spy(), state.source, SOURCE, state.schedule, 0, 10))
-    torch.testing.assert_close(out.edited, ddim_denoise(Spy(), state.source, EDIT, state.schedule, 0, 10))
+    torch.testing.assert_close(out.source, ddim_denoise(Spy(), state.source, SOURCE, state.schedule, range(0, 10)))
+    torch.testing.assert_close(out.edited, ddim_denoise(Spy(), state.source, EDIT, state.schedule, range(0, 10)))
     assert out.step_index == 10 and out.timestep == 781 and torch.equal(out.edit_context, EDIT)
 
 

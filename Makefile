@@ -11,17 +11,17 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests
 
-# Unit + in-process tiers only (no server), for a quick loop while editing.
+# Unit + in-process tiers without the slow tests (LoRA training, ToyBench slices): a quick loop while editing.
 test-fast: setup
-	$(PY) -m pytest tests/unit tests/comfy -q
+	$(PY) -m pytest tests/unit tests/comfy -q -m "not slow"
 
 # The browser tier only: Chromium + playwright-core on the real frontend (screenshots in outputs/browser/).
 test-browser: setup
 	$(PY) -m pytest tests/browser -q
 
+# ruff's lint rules (pyproject.toml). The code is not kept in ruff format's style, so no format check.
 lint: setup
 	$(PY) -m ruff check .
-	$(PY) -m ruff format --check . || true
 
 # A local ComfyUI with DragKit loaded (models go in .comfyui/base/models/).
 ui: setup

@@ -23,7 +23,6 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "tests"))
 import comfy_client  # noqa: E402
 import comfyenv  # noqa: E402
 

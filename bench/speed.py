@@ -42,7 +42,6 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "tests"))
 import comfy_client  # noqa: E402
 import comfyenv  # noqa: E402
 
@@ -182,9 +181,11 @@ def measure(name: str, stages: list[Stage], sampler: RssSampler, counter: PassCo
 
 def points_json(size: int) -> tuple[str, tuple[int, int], tuple[int, int]]:
     """One pair, 30 px apart (handle on the red disk of the sample image, dragged right)."""
+    from dragkit.drag_core.points import DragPoints
+
     handle = (round(0.35 * size), round(0.35 * size))
     target = (handle[0] + 30, handle[1])
-    text = json.dumps({"version": 1, "width": size, "height": size, "points": [{"handle": handle, "target": target}]})
+    text = DragPoints(((handle, target),), size, size).to_json()
     return text, handle, target
 
 
@@ -326,20 +327,27 @@ def weights_requiring_grad(unet: torch.nn.Module, v: Variant) -> Iterator[list[t
 
 
 def compare_grad_modes(model, state, drag_points, pairs: int, stop_distance: float, sampler: RssSampler) -> dict:
-    """Time one optimization iteration with frozen weights (A) vs weights requiring grad (B), interleaved."""
+    """Time one optimization iteration with frozen weights (A) vs weights requiring grad (B), interleaved.
+
+    A is DragKit's own drag loop (``optimize_latent`` → ``drag_loop.drag_loop``), one iteration per call, so any
+    change to the loop reaches this figure; its timing includes the loop's few-tensor set-up. B is the reference's
+    iteration, emulated on the same backbone (it is not DragKit's code: every weight requires grad and
+    ``loss.backward()`` builds their gradients)."""
     from dragkit.drag_core.backbone import UNetRequest
+    from dragkit.drag_core.drag_loop import DragConfig
+    from dragkit.drag_core.dragdiffusion import optimize_latent
     from dragkit.drag_core.mask import editable_mask_for_latent
     from dragkit.drag_core.motion import interpolate_features, motion_supervision_loss, point_tracking
     from dragkit.drag_core.points import grid_points
     from dragkit.drag_core.schedule import ddim_step
-    from dragkit.nodes.comfy_unet import ComfyBackbone
+    from dragkit.nodes.comfy_unet import ComfyBackbone, image_size
 
     backbone = ComfyBackbone(model, "bench", feature_blocks=(2,))
     with torch.inference_mode():  # as the node does
         backbone.load()
     unet = backbone.patcher.model.diffusion_model
     latent_h, latent_w = state.source.shape[-2:]
-    image_h, image_w = 8 * latent_h, 8 * latent_w
+    image_h, image_w = image_size(state.source)
     grid_hw = (image_h // 2, image_w // 2)
     handles0, targets = grid_points(drag_points.points, image_h, image_w)
     mask = editable_mask_for_latent(drag_points.mask(), image_h, image_w, latent_h, latent_w)
@@ -360,32 +368,36 @@ def compare_grad_modes(model, state, drag_points, pairs: int, stop_distance: flo
             z = source.clone().requires_grad_(True)
             return Variant(name, z, torch.optim.Adam([z], lr=0.01), handles0.clone())
 
+        one_iteration = DragConfig(max_iterations=1, stop_distance=stop_distance)
+
+        def dragkit_step(v: Variant) -> None:
+            """One iteration of DragKit's own loop: forward, loss, gradient w.r.t. z_t only, Adam step."""
+            optimize_latent(backbone, state, handles0, targets, mask, one_iteration, grid_hw=grid_hw)
+            v.grads_allocated = sum(p.grad is not None for p in unet.parameters())
+
+        def reference_step(v: Variant) -> None:
+            """The reference's iteration: forward, tracking, loss, backward through every weight, Adam step."""
+            with weights_requiring_grad(unet, v) as params:
+                out = backbone(v.z, t, context, request)
+                F = interpolate_features(out.features, grid_hw)
+                if v.k > 0:
+                    v.handles = point_tracking(F0, F.detach(), handles0, v.handles, 3)
+                loss = motion_supervision_loss(F, v.handles, targets, 1, stop_distance)
+                if mask is not None:
+                    z_prev = ddim_step(v.z, out.eps, alpha_t, alpha_prev)
+                    loss = loss + 0.1 * ((z_prev - z_prev_0).abs() * (1.0 - mask)).sum()
+                loss.backward()  # z_t.grad, and every UNet weight's .grad (accumulated)
+                v.grads_allocated = sum(p.grad is not None for p in params)
+                v.optimizer.step()
+                v.optimizer.zero_grad(set_to_none=True)
+
         def iteration(v: Variant, saved: SavedTensorBytes | None = None) -> None:
-            """optimize_latent's iteration: forward, tracking, loss, gradient, Adam step."""
-            reference = v.name == "B"
-            ctx = weights_requiring_grad(unet, v) if reference else contextlib.nullcontext([])
             hooks = (torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack) if saved
                      else contextlib.nullcontext())
             start = sampler.mark()
             t0, c0 = time.perf_counter(), time.process_time()
-            with ctx as params:
-                with hooks:
-                    out = backbone(v.z, t, context, request)
-                    F = interpolate_features(out.features, grid_hw)
-                    if v.k > 0:
-                        v.handles = point_tracking(F0, F.detach(), handles0, v.handles, 3)
-                    loss = motion_supervision_loss(F, v.handles, targets, 1, stop_distance)
-                    if mask is not None:
-                        z_prev = ddim_step(v.z, out.eps, alpha_t, alpha_prev)
-                        loss = loss + 0.1 * ((z_prev - z_prev_0).abs() * (1.0 - mask)).sum()
-                if reference:
-                    loss.backward()  # z_t.grad, and every UNet weight's .grad (accumulated)
-                    v.grads_allocated = sum(p.grad is not None for p in params)
-                else:
-                    (v.z.grad,) = torch.autograd.grad(loss, [v.z])
-                    v.grads_allocated = sum(p.grad is not None for p in unet.parameters())
-                v.optimizer.step()
-                v.optimizer.zero_grad(set_to_none=True)
+            with hooks:
+                (reference_step if v.name == "B" else dragkit_step)(v)
             v.seconds.append(time.perf_counter() - t0)
             v.cpu_seconds.append(time.process_time() - c0)
             v.peak_rss_growth_mib.append((sampler.peak() - start) / MiB)
@@ -452,10 +464,10 @@ def compare_methods(model, state, drag_points, repeats: int, iterations: int, st
     from dragkit.drag_core.dragnoise import optimize_bottleneck
     from dragkit.drag_core.mask import editable_mask_for_latent
     from dragkit.drag_core.points import grid_points
-    from dragkit.nodes.comfy_unet import ComfyBackbone
+    from dragkit.nodes.comfy_unet import ComfyBackbone, image_size
 
     latent_h, latent_w = state.source.shape[-2:]
-    image_h, image_w = 8 * latent_h, 8 * latent_w
+    image_h, image_w = image_size(state.source)
     handles, targets = grid_points(drag_points.points, image_h, image_w)
     mask = editable_mask_for_latent(drag_points.mask(), image_h, image_w, latent_h, latent_w)
     config = DragConfig(max_iterations=iterations, stop_distance=stop_distance)

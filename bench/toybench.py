@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "scripts"))  # comfyenv: ComfyUI in-process
 import comfyenv  # noqa: E402
 
 log = logging.getLogger("dragkit.toybench")
@@ -126,20 +126,12 @@ def load_models(path: Path | None = None):
         return load_toy_model(path or TOY_WEIGHTS)
 
 
-def points_json(case, region: bool = False) -> str:
-    """The case's points with its editable mask, or (``region``) with the region to move (RegionWarp's)."""
-    from dragkit.drag_core.points import DragPoints, RLEMask
-
-    size = case.scene.size
-    mask = case.region if region else case.mask
-    return DragPoints(case.pairs, size, size, RLEMask.from_tensor(torch.from_numpy(mask.astype(np.float32)))).to_json()
-
-
 def prepare(models, case, settings: DragSettings, lora: bool = True, strength: float | None = None,
             first_step_correction: bool = False):
     """The stages every method shares: the case's picture and caption, the identity LoRA (when ``lora`` and
     ``settings.lora_steps``), DragPoints, VAE Encode and DDIMInvert. Returns (model, vae, state, drag_points).
     Call under ``torch.inference_mode()``."""
+    from dragkit.drag_core.toy import bench_cases
     from dragkit.drag_core.toy.world import caption, render
     from dragkit.nodes.inversion_nodes import DDIMInvert
     from dragkit.nodes.lora_nodes import IdentityLoRATrain
@@ -153,7 +145,7 @@ def prepare(models, case, settings: DragSettings, lora: bool = True, strength: f
             model, vae, image, cond, settings.lora_steps, 16, 5e-4, settings.lora_batch,
             settings.lora_resolution, 0, "auto", "off", "",
         )
-    drag_points, _ = DragPoints().place(image, points_json(case))["result"]
+    drag_points, _ = DragPoints().place(image, bench_cases.case_points(case).to_json())["result"]
     latent = {"samples": vae.encode(image)}
     strength = settings.inversion_strength if strength is None else strength
     state, _ = DDIMInvert().invert(model, latent, cond, 50, strength, first_step_correction)
@@ -229,12 +221,13 @@ def sacdrag(models, case, settings: DragSettings = DragSettings(), drag_step: in
 
 def region_warp(case, settings: DragSettings = DragSettings()):
     """DragPoints (the case's rough region as the painted mask) → RegionWarp; returns its (warped, inpaint mask)."""
+    from dragkit.drag_core.toy import bench_cases
     from dragkit.drag_core.toy.world import render
     from dragkit.nodes.points_nodes import DragPoints
     from dragkit.nodes.warp_nodes import RegionWarp
 
     image = torch.from_numpy(render(case.scene))[None]
-    drag_points, _ = DragPoints().place(image, points_json(case, region=True))["result"]
+    drag_points, _ = DragPoints().place(image, bench_cases.case_points(case, region=True).to_json())["result"]
     warped, mask, _ = RegionWarp().warp(image, drag_points, settings.inpaint_dilation, settings.motion,
                                         settings.sampling, settings.revealed)["result"]
     return warped, mask

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..drag_core.lora import LoRAConfig, LoRADelta
+from .comfy_unet import latent_in
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def posterior_sampler(vae, model):
         mean, logvar = moments.float().chunk(2, dim=1)
         std = (0.5 * logvar.clamp(-30.0, 20.0)).exp()
         noise = torch.randn(mean.shape, generator=generator).to(mean.device)
-        return model.model.process_latent_in((mean + std * noise).cpu())
+        return latent_in(model, (mean + std * noise).cpu())
 
     return encode
 

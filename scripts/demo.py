@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,8 +24,6 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # comfyenv: in-process ComfyUI, for the toy world and scoring
-sys.path.insert(0, str(REPO / "bench"))
 import comfy_client  # noqa: E402
 import comfy_server  # noqa: E402
 
@@ -80,8 +77,9 @@ def fallback_demo(out: Path) -> None:
     source = comfy_client.sample_image()
     source.save(base / "input" / comfy_client.TEST_IMAGE)
     source.save(out / "input.png")
-    points = json.dumps({"version": 1, "width": 128, "height": 128,
-                         "points": [{"handle": [45, 45], "target": [70, 55]}]})
+    from dragkit.drag_core.points import DragPoints
+
+    points = DragPoints((((45, 45), (70, 55)),), 128, 128).to_json()
     server = comfy_server.start(base)
     try:
         client = comfy_client.Client(server)
@@ -151,7 +149,6 @@ def main() -> None:
     from dragkit.drag_core.toy import bench_cases
     from dragkit.drag_core.toy.world import background_caption, caption, render
     from dragkit.nodes.preview import REGION, draw_points
-    from toybench import points_json
 
     out = REPO / "outputs" / "demo"
     out.mkdir(parents=True, exist_ok=True)
@@ -168,11 +165,12 @@ def main() -> None:
     try:
         log.info("ComfyUI with DragKit at %s (ready in %.1f s)", server.url, time.monotonic() - started)
         client = comfy_client.Client(server)
-        drag_graph = comfy_client.toy_drag_graph(IMAGE_NAME, caption(case.scene), points_json(case))
+        drag_graph = comfy_client.toy_drag_graph(IMAGE_NAME, caption(case.scene),
+                                                 bench_cases.case_points(case).to_json())
         entry, drag_stages, (result,) = run_graph(client, drag_graph, ("11",))
         drag = entry["outputs"]["8"]["drag"][0]
         warp_graph = comfy_client.toy_warp_graph(IMAGE_NAME, background_caption(case.scene),
-                                                 points_json(case, region=True))
+                                                 bench_cases.case_points(case, region=True).to_json())
         _, warp_stages, (warped,) = run_graph(client, warp_graph, ("12",))
     finally:
         server.stop()

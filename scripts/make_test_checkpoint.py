@@ -15,22 +15,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 
 import torch
 
+import comfyenv
+from comfyenv import SD15_UNET
+
 log = logging.getLogger("dragkit.checkpoint")
 
-SD15_UNET = {
-    "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4,
-    "model_channels": 320, "num_res_blocks": [2, 2, 2, 2], "channel_mult": [1, 2, 4, 4],
-    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "transformer_depth_middle": 1,
-    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-    "use_spatial_transformer": True, "legacy": False, "adm_in_channels": None,
-    "use_linear_in_transformer": False, "context_dim": 768, "num_heads": 8,
-    "use_temporal_attention": False, "use_temporal_resblock": False,
-}
 KINDS = {"full": SD15_UNET, "mini": {**SD15_UNET, "channel_mult": [1, 1, 1, 1]}}
 SD_VAE = {
     "double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
@@ -92,9 +85,6 @@ def main() -> None:
     parser.add_argument("--kind", choices=sorted(KINDS), default="mini")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    import comfyenv
-
     comfyenv.setup()
     make_checkpoint(args.out, args.kind, args.seed)
 

@@ -12,7 +12,8 @@ RUNTIME=$ROOT/.comfyui
 STAMP=$VENV/.dragkit-setup-stamp
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-# The browser tests (tests/browser): the system Chromium and playwright-core pinned by package-lock.json.
+# The browser tests (tests/browser) and the example-workflow builders: the system Chromium and playwright-core
+# pinned by scripts/browser/package-lock.json.
 browser_deps() {
   if [ -z "${CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
     log "installing Chromium for the browser tests (apt)"
@@ -26,10 +27,10 @@ browser_deps() {
     [ "$(id -u)" = 0 ] || sudo=sudo
     $sudo apt-get update -qq && $sudo apt-get install -y -qq nodejs npm
   fi
-  local lock=tests/browser/package-lock.json stamp=tests/browser/node_modules/.dragkit-lock-sha
+  local lock=scripts/browser/package-lock.json stamp=scripts/browser/node_modules/.dragkit-lock-sha
   if [ ! -f "$stamp" ] || [ "$(sha256sum "$lock" | cut -c1-64)" != "$(cat "$stamp")" ]; then
-    log "installing playwright-core (npm ci in tests/browser)"
-    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+    log "installing playwright-core (npm ci in scripts/browser)"
+    (cd scripts/browser && npm ci --no-audit --no-fund --loglevel=error)
     sha256sum "$lock" | cut -c1-64 > "$stamp"
   fi
 }

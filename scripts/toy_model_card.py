@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,6 @@ import torch
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
 import comfyenv  # noqa: E402
 
 log = logging.getLogger("dragkit.toy_card")

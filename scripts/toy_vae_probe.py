@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -20,8 +19,6 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "scripts"))
 import comfyenv  # noqa: E402
 
 log = logging.getLogger("dragkit.toy_vae_probe")

@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -30,7 +29,6 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # comfyenv: ComfyUI in-process
 log = logging.getLogger("dragkit.train_toy")
 SD_LATENT_SCALE = 0.18215
 

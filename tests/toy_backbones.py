@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from drag_core.backbone import UNetOutput, UNetRequest
-from drag_core.schedule import scaled_linear_alphas_cumprod
+from dragkit.drag_core.backbone import UNetOutput, UNetRequest
+from dragkit.drag_core.schedule import scaled_linear_alphas_cumprod
 
 
 class SmoothBackbone:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..points import DragPoints, RLEMask
 from .world import (
     Scene,
     centroid,
@@ -128,6 +129,14 @@ def make_cases(n: int = 50, seed: int = 1234, size: int = 128) -> list[EditCase]
         cases.append(case)
     log.debug("made %d ToyBench cases (seed %d, %d px), skipped %d scenes", n, seed, size, skipped)
     return cases
+
+
+def case_points(case, region: bool = False) -> DragPoints:
+    """A case (this module's or ``deform_cases``') as the points a user places: its pairs on its picture with its
+    editable mask painted, or (``region``) the region to move painted instead (RegionWarp's input)."""
+    size = case.scene.size
+    mask = case.region if region else case.mask
+    return DragPoints(case.pairs, size, size, RLEMask.from_tensor(torch.from_numpy(mask.astype(np.float32))))
 
 
 # ---------------------------------------------------------------------------------------------- scoring

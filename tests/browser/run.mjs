@@ -7,7 +7,7 @@
 // for each result. Everything observed goes into the results JSON; screenshots into the output folder.
 import fs from "node:fs";
 import path from "node:path";
-import { editorBox, launch, openPage, screenPoint, setSetting, waitForApp } from "./comfy_page.mjs";
+import { editorBox, launch, openPage, screenPoint, setSetting, waitForApp } from "../../scripts/browser/comfy_page.mjs";
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 const { url, workflows, outDir, resultsPath, queue, moreQueues = [] } = config;

@@ -12,7 +12,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,13 @@ import pytest
 
 import comfy_client
 import comfy_server
-from drag_core.points import parse_points
+from dragkit.drag_core.points import parse_points
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-sys.path.append(str(HERE))  # build_examples: the demo case the toy workflow ships with
 WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 TOY_WORKFLOW = REPO / "example_workflows" / "dragdiffusion_toy.json"
+DRAGNOISE_TOY_WORKFLOW = REPO / "example_workflows" / "dragnoise_toy.json"
 WARP_TOY_WORKFLOW = REPO / "example_workflows" / "warp_toy.json"
 TOY_WEIGHTS = REPO / "models" / "toy" / "dragkit_toy.safetensors"
 OUT = REPO / "outputs" / "browser"
@@ -67,11 +66,21 @@ def _warp_queue_plans() -> list[dict]:
     return plans
 
 
+def _more_queue_plans() -> list[dict]:
+    """After the DragDiffusion toy run: the warp workflows, then DragNoise's toy workflow as shipped (its LoRA
+    comes from the cache the first run filled): the editor must show tracked handles after either optimizer."""
+    plans = _warp_queue_plans()
+    if TOY_WEIGHTS.exists():
+        plans.append({"workflow": str(DRAGNOISE_TOY_WORKFLOW), "overrides": {}, "timeoutSeconds": 420})
+    return plans
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, request) -> dict:
     node = shutil.which("node")
     assert node, "node is missing: run `make setup`"
-    assert (HERE / "node_modules" / "playwright-core").is_dir(), "playwright-core is missing: run `make setup` (npm ci)"
+    assert (REPO / "scripts" / "browser" / "node_modules" / "playwright-core").is_dir(), \
+        "playwright-core is missing: run `make setup` (npm ci in scripts/browser)"
     assert Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists(), "Chromium is missing: run `make setup`"
     assert WORKFLOWS, "no example workflows"
     queue = _queue_plan()
@@ -85,7 +94,7 @@ def run(tmp_path_factory, request) -> dict:
     results_path = OUT / "results.json"
     config = {
         "url": None, "workflows": [str(w) for w in WORKFLOWS], "outDir": str(OUT), "resultsPath": str(results_path),
-        "renderers": list(RENDERERS), "queue": queue, "moreQueues": _warp_queue_plans(),
+        "renderers": list(RENDERERS), "queue": queue, "moreQueues": _more_queue_plans(),
     }
     server = comfy_server.start(base)
     try:
@@ -188,7 +197,7 @@ def test_reload_restores_points_and_mask(run):
 def test_toy_workflow_is_the_demo_graph(run):
     """The shipped toy workflow's prompt equals `make demo`'s graph, so the two cannot drift apart."""
     if not TOY_WORKFLOW.exists():
-        pytest.fail("example_workflows/dragdiffusion_toy.json is missing (tests/browser/build_examples.py)")
+        pytest.fail("example_workflows/dragdiffusion_toy.json is missing (scripts/build_examples.py)")
     import build_examples
 
     image, _, prompt, points = build_examples.demo_case()
@@ -223,7 +232,7 @@ def test_queue_from_the_run_button_succeeds_and_the_editor_shows_tracked_handles
 
 def test_warp_workflows_queue_and_run_from_the_run_button(run):
     plans = _warp_queue_plans()
-    assert len(run["moreQueues"]) == len(plans) >= 2
+    assert len(run["moreQueues"]) >= len(plans) >= 2
     for plan, q in zip(plans, run["moreQueues"]):
         name = Path(plan["workflow"]).name
         assert q["workflow"] == name and not q.get("error"), f"{name}: {q.get('error')}\n{run['server_log'][-3000:]}"
@@ -240,6 +249,22 @@ def test_warp_workflows_queue_and_run_from_the_run_button(run):
         print(f"queued warp_toy.json from the UI: {toy['seconds']:.1f} s")
 
 
+def test_the_editor_shows_tracked_handles_after_bottleneck_optimize(run):
+    """The same view as after MotionSupervisionOptimize (test above), after DragNoise's optimizer."""
+    if not TOY_WEIGHTS.exists():
+        pytest.fail("the DragNoise toy run needs the toy weights")
+    q = run["moreQueues"][-1]
+    assert q["workflow"] == DRAGNOISE_TOY_WORKFLOW.name and not q.get("error"), q.get("error")
+    assert "execution_success" in [e["type"] for e in q["events"]], [e for e in q["events"] if e["type"] != "execution_start"]
+    editor = q["editor"]
+    assert editor["view"] == "result" and editor["result"]["hasImage"], editor
+    result = editor["result"]
+    assert len(result["finalHandles"]) == len(result["pairs"]) >= 1
+    for handle in result["finalHandles"]:
+        assert handle is not None and all(math.isfinite(v) for v in handle)
+    assert "iterations" in result["text"]
+
+
 def test_the_painted_mask_is_labelled_by_the_node_that_reads_it(run):
     for renderer in RENDERERS:
         for name in (w.stem for w in WORKFLOWS):
@@ -251,7 +276,7 @@ def test_the_painted_mask_is_labelled_by_the_node_that_reads_it(run):
 def test_warp_toy_workflow_is_the_demo_warp_graph(run):
     """The shipped warp workflow's prompt equals `make demo`'s warp graph."""
     if not WARP_TOY_WORKFLOW.exists():
-        pytest.fail("example_workflows/warp_toy.json is missing (tests/browser/build_warp_examples.py)")
+        pytest.fail("example_workflows/warp_toy.json is missing (scripts/build_warp_examples.py)")
     import build_warp_examples
 
     image, _, prompt, points = build_warp_examples.toy_case()

@@ -1,13 +1,14 @@
 """DragNoise in-process: BottleneckOptimize and SemanticPropagationDenoise on ComfyUI's real UNet."""
 
 import copy
-import json
 from dataclasses import replace
 
 import pytest
 import torch
 
-POINTS = json.dumps({"version": 1, "width": 128, "height": 128, "points": [{"handle": [40, 40], "target": [70, 52]}]})
+from dragkit.drag_core.points import DragPoints
+
+POINTS = DragPoints((((40, 40), (70, 52)),), 128, 128).to_json()
 STEPS = 20  # a 20-step schedule: strength 0.7 → 14 inverted steps, the state at index 6
 
 

@@ -1,6 +1,5 @@
 """Dragging a generated image (SPEC §1.5): DDIMSample → MotionSupervisionOptimize → ReferenceLatentDenoise."""
 
-import json
 
 import pytest
 import torch
@@ -40,7 +39,9 @@ def test_the_generated_image_is_dragged_and_denoised_with_guidance(tiny_model, c
     from dragkit.nodes.points_nodes import DragPoints
 
     state = _sample(tiny_model, comfy)
-    points = json.dumps({"version": 1, "width": 128, "height": 128, "points": [{"handle": [40, 40], "target": [70, 50]}]})
+    from dragkit.drag_core.points import DragPoints as Points
+
+    points = Points((((40, 40), (70, 50)),), 128, 128).to_json()
     with torch.inference_mode():
         drag_points, _ = DragPoints().place(torch.rand(1, 128, 128, 3), points)["result"]
         edited, _, _ = MotionSupervisionOptimize().optimize(

@@ -59,6 +59,7 @@ def test_full_sd15_shapes_give_3188736_parameters_without_allocating(comfy):
     assert lora_parameter_count([(o, i) for _, o, i in projections], 16) == 3_188_736
 
 
+@pytest.mark.slow
 def test_training_adapts_exactly_the_attention_projections_and_leaves_the_model(mini, comfy_folders):
     from dragkit.nodes.comfy_lora import attention_projections
 
@@ -74,6 +75,7 @@ def test_training_adapts_exactly_the_attention_projections_and_leaves_the_model(
     assert patched is not mini.model and len(patched.patches) == 128
 
 
+@pytest.mark.slow
 def test_saved_lora_loads_in_core_loraloader_and_matches_the_patched_model(mini, comfy_folders):
     import nodes as comfy_nodes
     from safetensors import safe_open
@@ -105,6 +107,7 @@ def test_saved_lora_loads_in_core_loraloader_and_matches_the_patched_model(mini,
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)  # … identically from file
 
 
+@pytest.mark.slow
 def test_same_inputs_hit_the_cache_and_other_settings_retrain(mini, comfy_folders, monkeypatch):
     from dragkit.nodes.lora_nodes import IdentityLoRATrain
 
@@ -161,6 +164,7 @@ def test_fingerprint_samples_stay_inside_large_tensors(comfy, n):
     assert bool((idx[1:] >= idx[:-1]).all())
 
 
+@pytest.mark.slow
 def test_training_lowers_the_epsilon_loss_on_a_fixed_batch(mini, comfy_folders):
     from dragkit.drag_core.schedule import scaled_linear_alphas_cumprod
     from dragkit.nodes.comfy_unet import ComfyBackbone
@@ -186,6 +190,7 @@ def test_training_lowers_the_epsilon_loss_on_a_fixed_batch(mini, comfy_folders):
     assert after < before, (before, after)
 
 
+@pytest.mark.slow
 def test_the_training_adapters_do_not_linger_on_the_input_model(mini, comfy_folders):
     from dragkit.drag_core.lora import LoRADelta
     from dragkit.nodes.comfy_unet import ComfyBackbone

@@ -1,13 +1,14 @@
 """The training-free self-attention drag in-process: DDIMInvert (1.0) → DenoiseToStep → MotionSupervisionOptimize →
 ReferenceLatentDenoise on ComfyUI's real UNet and hooks."""
 
-import json
 
 import pytest
 import torch
 
+from dragkit.drag_core.points import DragPoints
+
 STEPS, DRAG_STEP, SAC_STEP = 10, 5, 3  # a short schedule keeps the tier fast
-POINTS = json.dumps({"version": 1, "width": 128, "height": 128, "points": [{"handle": [40, 40], "target": [70, 52]}]})
+POINTS = DragPoints((((40, 40), (70, 52)),), 128, 128).to_json()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 
+@pytest.mark.slow
 def test_a_short_training_run_saves_a_model_that_loads_and_runs(comfy, tmp_path):
     import train_toy
     from dragkit.nodes.comfy_unet import ComfyBackbone

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a ToyBench slice on the trained toy model
+
 SLICE = (0, 1, 2)  # ToyBench case ids (bench/toybench.py --cases 50 uses 0..49): the first three, not chosen
 
 
 @pytest.fixture(scope="module")
 def toy(comfy):
-    from bench import toybench
+    import toybench
     from dragkit.nodes.toy_model import TOY_WEIGHTS
 
     assert TOY_WEIGHTS.exists(), f"the bundled toy model is missing: {TOY_WEIGHTS}"
@@ -52,7 +54,7 @@ def test_the_vae_roundtrip_reference_keeps_the_object_and_most_of_the_background
 
 
 def test_the_slice_criteria_each_reject_a_failed_edit(comfy):
-    from bench import toybench
+    import toybench
 
     good = {"found": True, "progress": 0.8, "md": 2.0, "initial_distance": 10.0, "background_psnr": 28.0}
     assert toybench.slice_failures(good) == []

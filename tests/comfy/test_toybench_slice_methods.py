@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a ToyBench slice on the trained toy model
+
 SLICE = (0,)  # ToyBench case ids; one per method keeps CI lean (bench/toybench.py runs the full set)
 
 
 @pytest.fixture(scope="module")
 def toy(comfy):
-    from bench import toybench
+    import toybench
     from dragkit.nodes.toy_model import TOY_WEIGHTS
 
     assert TOY_WEIGHTS.exists(), f"the bundled toy model is missing: {TOY_WEIGHTS}"

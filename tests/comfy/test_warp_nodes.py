@@ -13,7 +13,7 @@ import json
 import pytest
 import torch
 
-from drag_core.region_warp import region_warp as core_warp
+from dragkit.drag_core.region_warp import region_warp as core_warp
 
 SLICE = tuple(range(10))  # ToyBench translation cases 0–9 (0.5 s each)
 DEFORM_SLICE = tuple(range(5))
@@ -103,13 +103,14 @@ def test_clear_errors_name_the_node_and_the_input(nodes):
 
 @pytest.fixture(scope="module")
 def toy(comfy):
-    from bench import toybench
+    import toybench
     from dragkit.nodes.toy_model import TOY_WEIGHTS
 
     assert TOY_WEIGHTS.exists(), f"the bundled toy model is missing: {TOY_WEIGHTS}"
     return toybench, toybench.load_models()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings", ["node defaults", "toy-scaled"])
 @pytest.mark.parametrize("case_id", SLICE)
 def test_warp_and_inpaint_moves_the_toy_object_to_its_target(toy, case_id, settings):
@@ -133,6 +134,7 @@ def test_warp_and_inpaint_moves_the_toy_object_to_its_target(toy, case_id, setti
     assert torch.equal(torch.from_numpy(result)[outside], warped[0][outside].clamp(0, 1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id", DEFORM_SLICE)
 def test_warp_and_inpaint_turns_and_scales_with_the_similarity_motion(toy, case_id):
     from dragkit.drag_core.toy import deform_cases

@@ -5,12 +5,9 @@ import time
 import urllib.request
 
 from comfy_client import drag_graph, reconstruction_graph
+from dragkit.drag_core.points import DragPoints
 
-POINTS = json.dumps({
-    "version": 1, "width": 128, "height": 128,
-    "points": [{"handle": [45, 45], "target": [75, 55]}],
-    "mask": None,
-})
+POINTS = DragPoints((((45, 45), (75, 55)),), 128, 128).to_json()
 
 
 def test_the_drag_graph_runs_and_shows_the_preview(client):
@@ -22,7 +19,9 @@ def test_the_drag_graph_runs_and_shows_the_preview(client):
 
 
 def test_a_bad_points_value_is_a_clear_error_through_the_api(client):
-    entry = client.run(drag_graph(POINTS.replace('"target": [75, 55]', '"target": [500, 55]')))
+    bad = json.loads(POINTS)
+    bad["points"][0]["target"] = [500, 55]  # outside the 128 px picture
+    entry = client.run(drag_graph(json.dumps(bad)))
     assert entry["status"]["status_str"] == "error"
     (error,) = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
     assert error["node_type"] == "DragKitDragPoints"

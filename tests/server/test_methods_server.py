@@ -1,10 +1,10 @@
 """DragNoise and the training-free self-attention drag as API graphs through a real server."""
 
-import json
 
 from comfy_client import dragnoise_graph, sacdrag_graph
+from dragkit.drag_core.points import DragPoints
 
-POINTS = json.dumps({"version": 1, "width": 128, "height": 128, "points": [{"handle": [45, 45], "target": [75, 55]}]})
+POINTS = DragPoints((((45, 45), (75, 55)),), 128, 128).to_json()
 
 
 def _summary(entry: dict, node: str) -> dict:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from comfy_client import MINI_CHECKPOINT, TEST_IMAGE, toy_warp_graph
-from drag_core.points import DragPoints, RLEMask
+from dragkit.drag_core.points import DragPoints, RLEMask
 
 TOY_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "toy" / "dragkit_toy.safetensors"
 

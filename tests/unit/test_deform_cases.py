@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from drag_core.toy.bench_cases import REGION_DILATION, dilate, make_cases
-from drag_core.toy.deform_cases import MIN_DRAG, SYMMETRY, DeformCase, fit_pose, make_deform_cases, score
-from drag_core.toy.world import (
+from dragkit.drag_core.toy.bench_cases import REGION_DILATION, dilate, make_cases
+from dragkit.drag_core.toy.deform_cases import MIN_DRAG, SYMMETRY, DeformCase, fit_pose, make_deform_cases, score
+from dragkit.drag_core.toy.world import (
     Scene,
     ToyObject,
     background_caption,

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch.nn import functional as nnf
 
-from drag_core.backbone import UNetOutput, UNetRequest
-from drag_core.drag_loop import DragConfig
-from drag_core.dragdiffusion import optimize_latent
-from drag_core.points import DragPoints, grid_points, to_pixels
-from drag_core.schedule import DDIMSchedule, scaled_linear_alphas_cumprod
-from drag_core.state import DiffusionState
+from dragkit.drag_core.backbone import UNetOutput, UNetRequest
+from dragkit.drag_core.drag_loop import DragConfig
+from dragkit.drag_core.dragdiffusion import optimize_latent
+from dragkit.drag_core.points import DragPoints, grid_points, to_pixels
+from dragkit.drag_core.schedule import DDIMSchedule, scaled_linear_alphas_cumprod
+from dragkit.drag_core.state import DiffusionState
 
 LATENT = 12  # latent side; the supervision grid is 4× that (48)
 NO_EXTRAS = UNetRequest()

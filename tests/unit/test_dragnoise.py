@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch.nn import functional as nnf
 
-from drag_core.backbone import UNetOutput, UNetRequest
-from drag_core.drag_loop import DragConfig
-from drag_core.dragnoise import DRAGNOISE_CONFIG, PAPER_END_STEP, optimize_bottleneck, semantic_propagation
-from drag_core.guidance import Prompt, guided
-from drag_core.schedule import DDIMSchedule, scaled_linear_alphas_cumprod
-from drag_core.state import DiffusionState
+from dragkit.drag_core.backbone import UNetOutput, UNetRequest
+from dragkit.drag_core.drag_loop import DragConfig
+from dragkit.drag_core.dragnoise import DRAGNOISE_CONFIG, PAPER_END_STEP, optimize_bottleneck, semantic_propagation
+from dragkit.drag_core.guidance import Prompt, guided
+from dragkit.drag_core.schedule import DDIMSchedule, scaled_linear_alphas_cumprod
+from dragkit.drag_core.state import DiffusionState
 
 LATENT = 12
 HANDLE = torch.tensor([[17.0, 17.0]])

@@ -2,13 +2,13 @@
 
 import torch
 
-from drag_core.backbone import MutualSelfAttention, UNetOutput, UNetRequest
-from drag_core.drag_loop import DragConfig
-from drag_core.dragdiffusion import optimize_latent
-from drag_core.guidance import Prompt, concat_contexts, feature_weight, guided
-from drag_core.inversion import ddim_denoise
-from drag_core.schedule import DDIMSchedule, ddim_step, scaled_linear_alphas_cumprod
-from drag_core.state import DiffusionState
+from dragkit.drag_core.backbone import MutualSelfAttention, UNetOutput, UNetRequest
+from dragkit.drag_core.drag_loop import DragConfig
+from dragkit.drag_core.dragdiffusion import optimize_latent
+from dragkit.drag_core.guidance import Prompt, concat_contexts, feature_weight, guided
+from dragkit.drag_core.inversion import ddim_denoise
+from dragkit.drag_core.schedule import DDIMSchedule, ddim_step, scaled_linear_alphas_cumprod
+from dragkit.drag_core.state import DiffusionState
 
 
 class PromptAware:

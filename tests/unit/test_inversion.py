@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from drag_core.inversion import ddim_denoise, ddim_invert
-from drag_core.schedule import DDIMSchedule, ddim_step
+from dragkit.drag_core.inversion import ddim_denoise, ddim_invert
+from dragkit.drag_core.schedule import DDIMSchedule, ddim_step
 from toy_backbones import SmoothBackbone
 
 

@@ -5,8 +5,8 @@ import logging
 import pytest
 import torch
 
-from drag_core.lora import LoRAConfig, LoRADelta, lora_parameter_count, random_square_crops, train_identity_lora
-from drag_core.schedule import scaled_linear_alphas_cumprod
+from dragkit.drag_core.lora import LoRAConfig, LoRADelta, lora_parameter_count, random_square_crops, train_identity_lora
+from dragkit.drag_core.schedule import scaled_linear_alphas_cumprod
 
 
 def test_delta_starts_as_the_identity_with_gaussian_down_projection():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as nnf
 
-from drag_core.mask import editable_mask_for_latent
+from dragkit.drag_core.mask import editable_mask_for_latent
 
 
 def test_two_stage_nearest_differs_from_one_stage():

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from drag_core.motion import all_reached, interpolate_features, motion_supervision_loss, point_tracking
+from dragkit.drag_core.motion import all_reached, interpolate_features, motion_supervision_loss, point_tracking
 
 
 def loop_loss(F: torch.Tensor, handles, targets, r_m: int = 1, stop: float = 2.0, anchor=None):

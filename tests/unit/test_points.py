@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from drag_core.points import (
+from dragkit.drag_core.points import (
     DragPoints,
     PointsError,
     grid_points,

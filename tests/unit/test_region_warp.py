@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from drag_core.region_warp import WarpError, inpaint_mask, region_labels, region_warp
+from dragkit.drag_core.region_warp import WarpError, inpaint_mask, region_labels, region_warp
 
 SQUARE = np.ones((3, 3), dtype=bool)
 

@@ -7,14 +7,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from drag_core.backbone import MutualSelfAttention, UNetOutput, UNetRequest
-from drag_core.drag_loop import DragConfig
-from drag_core.dragdiffusion import optimize_latent
-from drag_core.inversion import ddim_denoise, ddim_invert
-from drag_core.reference import branches_identical, denoise_branches
-from drag_core.sacdrag import DRAG_STEP, SAC_LAYER, SAC_STEP
-from drag_core.schedule import DDIMSchedule, scaled_linear_alphas_cumprod
-from drag_core.state import DiffusionState
+from dragkit.drag_core.backbone import MutualSelfAttention, UNetOutput, UNetRequest
+from dragkit.drag_core.drag_loop import DragConfig
+from dragkit.drag_core.dragdiffusion import optimize_latent
+from dragkit.drag_core.inversion import ddim_denoise, ddim_invert
+from dragkit.drag_core.reference import branches_identical, denoise_branches
+from dragkit.drag_core.sacdrag import DRAG_STEP, SAC_LAYER, SAC_STEP
+from dragkit.drag_core.schedule import DDIMSchedule, scaled_linear_alphas_cumprod
+from dragkit.drag_core.state import DiffusionState
 from toy_backbones import SmoothBackbone
 
 MUTUAL = MutualSelfAttention(frozenset(range(10, 16)), ((1, 0),))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from drag_core.schedule import (
+from dragkit.drag_core.schedule import (
     DDIMSchedule,
     ddim_step,
     inversion_step_count,

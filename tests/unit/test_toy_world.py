@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from drag_core.toy.bench_cases import (
+from dragkit.drag_core.toy.bench_cases import (
     PSNR_CAP,
     EditCase,
     copy_paste,
@@ -18,7 +18,7 @@ from drag_core.toy.bench_cases import (
     score,
     summarize,
 )
-from drag_core.toy.world import (
+from dragkit.drag_core.toy.world import (
     BACKGROUNDS,
     PALETTE,
     SHAPES,

@@ -1,6 +1,6 @@
 """Regenerate example_workflows/ from the API-format graphs the tests and `make demo` run.
 
-    .venv/bin/python tests/browser/build_examples.py [--only toy|sd15]
+    .venv/bin/python scripts/build_examples.py [--only toy|sd15]
 
 Each workflow is the API graph loaded into the real frontend (app.loadApiJson), laid out, given a
 Note, saved as UI-format JSON (app.graph.serialize()), and pictured by a screenshot of its DragPoints
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -22,13 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-# Appended, never prepended, and never the repository root: inside a test run ComfyUI's own top-level `nodes`
-# must keep winning over the pack's nodes/ package.
-for _path in (REPO / "scripts", REPO / "tests", REPO / "bench"):
-    if str(_path) not in sys.path:
-        sys.path.append(str(_path))
+REPO = Path(__file__).resolve().parent.parent
+BROWSER = REPO / "scripts" / "browser"  # build_examples.mjs and the playwright-core it drives
 
 import comfy_client  # noqa: E402
 import comfy_server  # noqa: E402
@@ -68,14 +62,12 @@ def demo_case():
 
     comfyenv.setup()
     import demo
-
     from dragkit.drag_core.toy import bench_cases
     from dragkit.drag_core.toy.world import caption, render
-    from toybench import points_json
 
     case = bench_cases.make_cases(demo.CASE + 1)[demo.CASE]
     picture = Image.fromarray((render(case.scene) * 255).round().astype(np.uint8))
-    return demo.IMAGE_NAME, picture, caption(case.scene), points_json(case)
+    return demo.IMAGE_NAME, picture, caption(case.scene), bench_cases.case_points(case).to_json()
 
 
 def sd15_case():
@@ -83,8 +75,7 @@ def sd15_case():
     from dataclasses import replace
 
     import demo
-
-    from dragkit.drag_core.points import mask_to_rle
+    from dragkit.drag_core.points import DragPoints, RLEMask
     from dragkit.drag_core.toy import bench_cases
     from dragkit.drag_core.toy.world import caption, render
 
@@ -94,11 +85,8 @@ def sd15_case():
                     objects=tuple(replace(o, x=o.x * k, y=o.y * k, size=o.size * k) for o in case.scene.objects))
     picture = Image.fromarray((render(scene) * 255).round().astype(np.uint8))
     mask = torch.from_numpy(np.kron(case.mask.astype(np.float32), np.ones((k, k), np.float32)))
-    points = json.dumps({
-        "version": 1, "width": scene.size, "height": scene.size,
-        "points": [{"handle": [h[0] * k, h[1] * k], "target": [t[0] * k, t[1] * k]} for h, t in case.pairs],
-        "mask": mask_to_rle(mask),
-    })
+    pairs = tuple(((h[0] * k, h[1] * k), (t[0] * k, t[1] * k)) for h, t in case.pairs)
+    points = DragPoints(pairs, scene.size, scene.size, RLEMask.from_tensor(mask)).to_json()
     return SD15_IMAGE, picture, caption(scene), points
 
 
@@ -129,8 +117,8 @@ def render_workflows(jobs: list, docs_dir: Path | None = None, layout: dict | No
         docs.mkdir(parents=True, exist_ok=True)
         server = comfy_server.start(base)
         try:
-            subprocess.run(["node", str(HERE / "build_examples.mjs"), server.url, str(spec_path), str(OUT), str(docs)],
-                           check=True, cwd=HERE)
+            subprocess.run(["node", str(BROWSER / "build_examples.mjs"), server.url, str(spec_path), str(OUT), str(docs)],
+                           check=True, cwd=BROWSER)
         finally:
             server.stop()
 

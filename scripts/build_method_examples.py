@@ -1,23 +1,13 @@
 """Build example_workflows/{dragnoise,sacdrag}_{toy,sd15}.json(+.jpg) with the widget helper's browser
-tooling (tests/browser/build_examples.mjs), from the API graphs in scripts/comfy_client.py.
+tooling (scripts/browser/build_examples.mjs), from the API graphs in scripts/comfy_client.py.
 
-    .venv/bin/python tests/browser/build_method_examples.py
+    .venv/bin/python scripts/build_method_examples.py
 """
 import json
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-HERE = REPO / "tests" / "browser"
-# Appended, never prepended, and never the repository root: inside a test run ComfyUI's own top-level `nodes`
-# must keep winning over the pack's nodes/ package.
-for _path in (HERE, REPO / "scripts", REPO / "tests", REPO / "bench"):
-    if str(_path) not in sys.path:
-        sys.path.append(str(_path))
-
-import build_examples as be  # noqa: E402
-
-import comfy_client  # noqa: E402
+import build_examples as be
+import comfy_client
 
 DRAGNOISE_NOTE = """DragNoise{where}.
 

@@ -1,28 +1,55 @@
-"""In-process ComfyUI for the comfy tier: its modules, the pack imported as `dragkit`, tiny models."""
+"""In-process ComfyUI for tests and tools: its modules, the pack imported as `dragkit`, tiny models.
+
+Tests and tools (bench/, scripts/) both import this module from scripts/; it imports nothing of theirs.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-from make_test_checkpoint import SD15_UNET  # noqa: E402
+from comfy_server import comfyui_dir
 
+REPO = Path(__file__).resolve().parent.parent
+
+# SD1.5's UNet config as ComfyUI's supported_models.SD15 takes it (make_test_checkpoint.py's "full").
+SD15_UNET = {
+    "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4,
+    "model_channels": 320, "num_res_blocks": [2, 2, 2, 2], "channel_mult": [1, 2, 4, 4],
+    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "transformer_depth_middle": 1,
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+    "use_spatial_transformer": True, "legacy": False, "adm_in_channels": None,
+    "use_linear_in_transformer": False, "context_dim": 768, "num_heads": 8,
+    "use_temporal_attention": False, "use_temporal_resblock": False,
+}
 # SD1.5's UNet structure (4 levels, 2 res blocks, attention in the first three levels, 16
 # self-attention layers), narrow enough that one forward at a 16×16 latent takes milliseconds.
 TINY_SD15_UNET = {**SD15_UNET, "model_channels": 32, "channel_mult": [1, 2, 2, 2]}
 
+_ready = False
+
+
+def register_pack() -> ModuleType:
+    """The repository as the package ``dragkit``, without running its ``__init__`` (no ComfyUI needed), so
+    that every test and tool imports the core as ``dragkit.drag_core``: one identity for every class."""
+    module = sys.modules.get("dragkit")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("dragkit", REPO / "__init__.py",
+                                                      submodule_search_locations=[str(REPO)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["dragkit"] = module
+    return module
+
 
 def setup() -> None:
-    """Import ComfyUI in-process (CPU) and register this repo as the package `dragkit`."""
-    if "dragkit" in sys.modules:
+    """Import ComfyUI in-process (CPU) and load the pack as ComfyUI does (its nodes registered)."""
+    global _ready
+    if _ready:
         return
-    from comfy_server import comfyui_dir
-
     sys.path.insert(0, str(comfyui_dir()))
     import comfy.cli_args
 
@@ -30,10 +57,9 @@ def setup() -> None:
     comfy.cli_args.args.use_pytorch_cross_attention = True
     import utils.extra_config  # noqa: F401  (before `nodes`, or `import utils` finds comfy/utils.py)
 
-    spec = importlib.util.spec_from_file_location("dragkit", REPO / "__init__.py", submodule_search_locations=[str(REPO)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dragkit"] = module
-    spec.loader.exec_module(module)
+    module = register_pack()
+    module.__spec__.loader.exec_module(module)
+    _ready = True
 
 
 def _fill(module: torch.nn.Module, seed: int) -> None:

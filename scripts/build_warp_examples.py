@@ -1,31 +1,20 @@
 """Build example_workflows/warp_{toy,sd15,sdxl}.json (+ .jpg) — the region warp + inpaint graphs — with the
 browser tooling of build_examples.py, from `comfy_client.toy_warp_graph`.
 
-    .venv/bin/python tests/browser/build_warp_examples.py
+    .venv/bin/python scripts/build_warp_examples.py
 
 The toy workflow is exactly `make demo`'s warp graph. The SD1.5 one inpaints with any SD1.5 checkpoint through
 Set Latent Noise Mask; the SDXL one with the SDXL inpainting checkpoint through InpaintModelConditioning. Their
 pictures are the demo scene drawn at 512 and 1024 px with the same edit.
 """
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-HERE = REPO / "tests" / "browser"
-# Appended, never prepended, and never the repository root: inside a test run ComfyUI's own top-level `nodes`
-# must keep winning over the pack's nodes/ package.
-for _path in (HERE, REPO / "scripts", REPO / "tests", REPO / "bench"):
-    if str(_path) not in sys.path:
-        sys.path.append(str(_path))
-
-import build_examples as be  # noqa: E402
-
-import comfy_client  # noqa: E402
+import build_examples as be
+import comfy_client
 
 SDXL_CHECKPOINT = "sd_xl_base_1.0_inpainting_0.1.safetensors"  # diffusers' SDXL inpainting 0.1, single file
 SDXL_IMAGE = "dragkit_sdxl_input.png"
@@ -64,7 +53,6 @@ SDXL_INPAINT = "InpaintModelConditioning gives the SDXL inpainting checkpoint th
 def scaled_case(k: int, name: str):
     """The demo case drawn k× larger: (image name, picture, background prompt, points JSON with the region)."""
     import demo
-
     from dragkit.drag_core.points import DragPoints, RLEMask
     from dragkit.drag_core.toy import bench_cases
     from dragkit.drag_core.toy.world import background_caption, render
@@ -81,14 +69,12 @@ def scaled_case(k: int, name: str):
 
 def toy_case():
     import demo
-
     from dragkit.drag_core.toy import bench_cases
     from dragkit.drag_core.toy.world import background_caption
-    from toybench import points_json
 
     case = bench_cases.make_cases(demo.CASE + 1)[demo.CASE]
     image, picture, _, _ = be.demo_case()
-    return image, picture, background_caption(case.scene), points_json(case, region=True)
+    return image, picture, background_caption(case.scene), bench_cases.case_points(case, region=True).to_json()
 
 
 def sd_graph(image: str, prompt: str, points: str) -> dict:

@@ -15,6 +15,7 @@ import argparse
 import json
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -72,22 +73,27 @@ def demo_case():
 
 def sd15_case():
     """The demo case drawn 4× larger (512 px, SD1.5's size): the same edit, the default of the SD1.5 workflow."""
-    from dataclasses import replace
+    return scaled_case(4, SD15_IMAGE)
 
+
+def scaled_case(k: int, image_name: str, region: bool = False):
+    """The demo case drawn k× larger: (image name, picture, prompt, points JSON) with the caption and the editable
+    mask, or (``region``) the background-only caption and the region to move (the warp workflows')."""
     import demo
     from dragkit.drag_core.points import DragPoints, RLEMask
     from dragkit.drag_core.toy import bench_cases
-    from dragkit.drag_core.toy.world import caption, render
+    from dragkit.drag_core.toy.world import background_caption, caption, render
 
-    k = 4
     case = bench_cases.make_cases(demo.CASE + 1)[demo.CASE]
     scene = replace(case.scene, size=case.scene.size * k,
                     objects=tuple(replace(o, x=o.x * k, y=o.y * k, size=o.size * k) for o in case.scene.objects))
     picture = Image.fromarray((render(scene) * 255).round().astype(np.uint8))
-    mask = torch.from_numpy(np.kron(case.mask.astype(np.float32), np.ones((k, k), np.float32)))
+    painted = case.region if region else case.mask
+    mask = torch.from_numpy(np.kron(painted.astype(np.float32), np.ones((k, k), np.float32)))
     pairs = tuple(((h[0] * k, h[1] * k), (t[0] * k, t[1] * k)) for h, t in case.pairs)
     points = DragPoints(pairs, scene.size, scene.size, RLEMask.from_tensor(mask)).to_json()
-    return SD15_IMAGE, picture, caption(scene), points
+    prompt = background_caption(scene) if region else caption(scene)
+    return image_name, picture, prompt, points
 
 
 def sd15_graph(image: str, prompt: str, points: str) -> dict:

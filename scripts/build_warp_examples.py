@@ -7,11 +7,7 @@ The toy workflow is exactly `make demo`'s warp graph. The SD1.5 one inpaints wit
 Set Latent Noise Mask; the SDXL one with the SDXL inpainting checkpoint through InpaintModelConditioning. Their
 pictures are the demo scene drawn at 512 and 1024 px with the same edit.
 """
-from dataclasses import replace
 
-import numpy as np
-import torch
-from PIL import Image
 
 import build_examples as be
 import comfy_client
@@ -48,23 +44,6 @@ SD15_INPAINT = ("The toy and SD1.5 graphs inpaint with Set Latent Noise Mask + K
                 "any checkpoint; an SD1.5 inpainting checkpoint does better with InpaintModelConditioning (see the SDXL "
                 "example).")
 SDXL_INPAINT = "InpaintModelConditioning gives the SDXL inpainting checkpoint the picture and the mask."
-
-
-def scaled_case(k: int, name: str):
-    """The demo case drawn k× larger: (image name, picture, background prompt, points JSON with the region)."""
-    import demo
-    from dragkit.drag_core.points import DragPoints, RLEMask
-    from dragkit.drag_core.toy import bench_cases
-    from dragkit.drag_core.toy.world import background_caption, render
-
-    case = bench_cases.make_cases(demo.CASE + 1)[demo.CASE]
-    scene = replace(case.scene, size=case.scene.size * k,
-                    objects=tuple(replace(o, x=o.x * k, y=o.y * k, size=o.size * k) for o in case.scene.objects))
-    picture = Image.fromarray((render(scene) * 255).round().astype(np.uint8))
-    region = torch.from_numpy(np.kron(case.region.astype(np.float32), np.ones((k, k), np.float32)))
-    pairs = tuple(((h[0] * k, h[1] * k), (t[0] * k, t[1] * k)) for h, t in case.pairs)
-    points = DragPoints(pairs, scene.size, scene.size, RLEMask.from_tensor(region)).to_json()
-    return name, picture, background_caption(scene), points
 
 
 def toy_case():
@@ -112,10 +91,10 @@ def main() -> None:
     image, picture, prompt, points = toy_case()
     jobs.append(("warp_toy", image, picture, comfy_client.toy_warp_graph(image, prompt, points),
                  NOTE.format(where=" on the bundled toy model", set=TOY_SET, inpaint=SD15_INPAINT, settings=TOY_SETTINGS)))
-    image, picture, prompt, points = scaled_case(4, be.SD15_IMAGE)
+    image, picture, prompt, points = be.scaled_case(4, be.SD15_IMAGE, region=True)
     jobs.append(("warp_sd15", image, picture, sd15_graph(image, prompt, points),
                  NOTE.format(where=" on Stable Diffusion 1.5", set=SD_SET, inpaint=SD15_INPAINT, settings="")))
-    image, picture, prompt, points = scaled_case(8, SDXL_IMAGE)
+    image, picture, prompt, points = be.scaled_case(8, SDXL_IMAGE, region=True)
     picture.save(be.OUT / image)  # served from example_workflows/; the editor uploads it when missing
     jobs.append(("warp_sdxl", image, picture, sdxl_graph(image, prompt, points),
                  NOTE.format(where=" on SDXL (inpainting checkpoint)", set=SD_SET, inpaint=SDXL_INPAINT, settings="")))

@@ -158,10 +158,10 @@ def fill_from_surroundings(image: torch.Tensor, known: torch.Tensor) -> torch.Te
     Push: from the coarsest level back up, unknown pixels take the bilinear upsampling of the level above. With
     no known pixel at all the image is returned unchanged.
     """
-    x = image.permute(2, 0, 1)[None]
-    w = known.to(image.dtype)[None, None]
     if not bool(known.any()):
         return image
+    x = image.permute(2, 0, 1)[None]
+    w = known.to(image.dtype)[None, None]
     levels = [(x, w)]
     while not bool((w > 0).all()):
         weight = F.avg_pool2d(w, 2, ceil_mode=True)

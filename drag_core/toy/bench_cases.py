@@ -158,7 +158,8 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float
     return min(PSNR_CAP, 10.0 * math.log10(1.0 / mse))
 
 
-def _as_image(result: np.ndarray | torch.Tensor, size: int) -> np.ndarray:
+def as_image(result: np.ndarray | torch.Tensor, size: int) -> np.ndarray:
+    """A result as float32 (size, size, 3); a ComfyUI IMAGE batch of one is accepted."""
     if isinstance(result, torch.Tensor):
         result = result.detach().to("cpu", torch.float32).numpy()
     img = np.asarray(result, dtype=np.float32)
@@ -185,7 +186,7 @@ def score(case: EditCase, result: np.ndarray | torch.Tensor) -> dict[str, float 
     """
     source = render(case.scene)
     truth = render(case.target_scene)
-    img = _as_image(result, case.scene.size)
+    img = as_image(result, case.scene.size)
     colour = case.scene.objects[case.object_index].colour
     true_seg = segment(truth, colour)
     true_c = centroid(true_seg)

@@ -28,7 +28,7 @@ from .bench_cases import (
     MIN_FOUND_FRACTION,
     REGION_DILATION,
     SUCCESS_PX,
-    _as_image,
+    as_image,
     dilate,
     psnr,
 )
@@ -184,7 +184,7 @@ def fit_pose(source: np.ndarray, result: np.ndarray, period: float | None) -> tu
 def score(case: DeformCase, result) -> dict[str, float | bool | int]:
     """Score a result (H, W, 3) in [0, 1] against ``case`` (see the module docstring); keys as ``bench_cases.score``."""
     source, truth = render(case.scene), render(case.target_scene)
-    img = _as_image(result, case.scene.size)
+    img = as_image(result, case.scene.size)
     obj = case.scene.objects[case.object_index]
     src_seg, seg = segment(source, obj.colour), segment(img, obj.colour)
     found = bool(seg.sum() >= MIN_FOUND_FRACTION * segment(truth, obj.colour).sum())

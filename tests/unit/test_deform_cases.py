@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from dragkit.drag_core.toy.bench_cases import REGION_DILATION, dilate, make_cases
+from dragkit.drag_core.points import parse_points
+from dragkit.drag_core.toy.bench_cases import REGION_DILATION, case_points, dilate, make_cases
 from dragkit.drag_core.toy.deform_cases import MIN_DRAG, SYMMETRY, DeformCase, fit_pose, make_deform_cases, score
 from dragkit.drag_core.toy.world import (
     Scene,
@@ -112,3 +113,11 @@ def test_translation_cases_carry_a_rough_region_at_the_source():
         np.testing.assert_array_equal(case.region, dilate(source, REGION_DILATION))
         assert case.region.sum() > 1.2 * source.sum()  # never the exact outline
         assert not case.region[object_mask(case.target_scene, case.object_index) & ~source].all()
+
+
+def test_case_points_are_the_pairs_with_the_mask_or_the_region_painted(cases):
+    for case in (make_cases(3)[2], cases[0]):
+        for region, painted in ((False, case.mask), (True, case.region)):
+            points = parse_points(case_points(case, region).to_json())
+            assert points.pairs == case.pairs and (points.width, points.height) == (case.scene.size,) * 2
+            np.testing.assert_array_equal(points.mask_tensor().numpy() > 0, painted)

@@ -73,6 +73,10 @@ class DragSettings:
 
 
 DRAG_METHODS = ("dragdiffusion", "dragnoise", "sacdrag")
+# AlternatingDragDenoise's widgets (its defaults, GoodDrag's release) as ToyBench runs them.
+GOODDRAG_WIDGETS = dict(drag_end_step=7, track_per_step=10, drag_per_track=3, lr=0.02, lam=0.1, beta=4.0, r_m=4, r_p=12,
+                        stop_distance=2.0, feature_blocks="2", max_track_no_change=5, drag_loss_threshold=0.0,
+                        start_layer=10, seed=42, precision="auto")
 WARP_METHODS = ("warp", "warp_inpaint")
 DRAG_KEYS = ("lr", "max_iterations", "stop_distance", "motion_anchor", "r_m", "inversion_strength")
 WARP_KEYS = ("inpaint_dilation", "motion", "sampling", "revealed")
@@ -219,6 +223,18 @@ def sacdrag(models, case, settings: DragSettings = DragSettings(), drag_step: in
         return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
 
 
+def gooddrag(models, case, settings: DragSettings = DragSettings()) -> np.ndarray:
+    """GoodDrag with the node's defaults: the same LoRA as DragDiffusion's row, DDIMInvert at GoodDrag's strength
+    0.75 → AlternatingDragDenoise → VAEDecode."""
+    from dragkit.drag_core.gooddrag import INVERSION_STRENGTH
+    from dragkit.nodes.gooddrag_nodes import AlternatingDragDenoise
+
+    with torch.inference_mode():
+        model, vae, state, drag_points = prepare(models, case, settings, strength=INVERSION_STRENGTH)
+        (edited, _, _) = AlternatingDragDenoise().drag(model, state, drag_points, **GOODDRAG_WIDGETS)["result"]
+        return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
+
+
 def region_warp(case, settings: DragSettings = DragSettings()):
     """DragPoints (the case's rough region as the painted mask) → RegionWarp; returns its (warped, inpaint mask)."""
     from dragkit.drag_core.toy import bench_cases
@@ -262,7 +278,7 @@ def warp_inpaint(models, case, settings: DragSettings = DragSettings()) -> np.nd
 
 
 METHODS = {
-    "dragdiffusion": dragdiffusion, "dragnoise": dragnoise, "sacdrag": sacdrag,
+    "dragdiffusion": dragdiffusion, "dragnoise": dragnoise, "sacdrag": sacdrag, "gooddrag": gooddrag,
     "warp": warp, "warp_inpaint": warp_inpaint,
 }
 

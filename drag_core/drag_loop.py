@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -132,7 +133,7 @@ def drag_loop(
     """SPEC §1.3 on ``variable``; returns the result and the optimized tensor (detached, CPU, float32).
     ``callback(k + 1, max_iterations)`` after every iteration (progress, interrupts; may raise)."""
     x = variable.initial.detach().to(device=problem.device, dtype=torch.float32).clone().requires_grad_(True)
-    adam = _AdamStep(x, config, problem.device)
+    adam = AdamStep(x, config.lr, config.precision, problem.device)
     result = DragResult(latent=problem.latent, handles=problem.handles.clone(), unet_passes=variable.unet_passes)
     handles, F0, z_prev_0 = problem.handles.clone(), None, None
     for k in range(config.max_iterations):
@@ -148,7 +149,7 @@ def drag_loop(
             F0, z_prev_0 = _first_pass(F, eps, finite, variable.z_t(x), problem)
         elif finite:
             handles = point_tracking(F0, F.detach(), problem.handles, handles, config.r_p)
-        _record(result, handles, problem.targets, k, on_iteration)
+        record_iteration(result, handles, problem.targets, k, on_iteration)
         # 3. Stop once every handle is within stop_distance of its target (tested at k = 0 too).
         if all_reached(handles, problem.targets, config.stop_distance):
             result.reached = True
@@ -194,45 +195,67 @@ def run_drag(
     gradients even if they require grad (SPEC §1.3: "freeze the weights").
     """
     device = backbone.device
+    with drag_context(device, config.seed):
+        problem = drag_problem(state, handles, targets, mask_latent, grid_hw, device)
+        step = UNetStep(backbone, state.timestep, edited_prompt_on(state, device), tuple(config.feature_blocks))
+        z_t = state.edited_latent.detach().to(device=device, dtype=torch.float32).clone()
+        return drag_loop(make_variable(step, z_t), problem, config, callback, on_iteration)
+
+
+def drag_problem(
+    state: DiffusionState,
+    handles: torch.Tensor,
+    targets: torch.Tensor,
+    mask_latent: torch.Tensor | None,
+    grid_hw: tuple[int, int] | None,
+    device: torch.device,
+) -> DragProblem:
+    """Check a drag's inputs (arguments as :func:`run_drag`) and gather them, for the state's timestep, on
+    ``device``. Call inside :func:`drag_context` (the mask is cloned out of inference mode)."""
     latent_hw = tuple(state.source.shape[-2:])
     grid_hw = grid_hw if grid_hw is not None else (4 * latent_hw[0], 4 * latent_hw[1])
-    handles, targets = _check_points(handles, targets, grid_hw)
+    handles, targets = check_points(handles, targets, grid_hw)
     if not torch.isfinite(state.edited_latent).all():
         raise RuntimeError("the source latent z_t contains NaN or infinite values; re-run the inversion")
     if mask_latent is not None:
-        mask_latent = mask_latent.to(device=device, dtype=torch.float32)
+        mask_latent = mask_latent.to(device=device, dtype=torch.float32).clone()
         if tuple(mask_latent.shape[-2:]) != latent_hw:
             raise ValueError(f"mask_latent is {tuple(mask_latent.shape[-2:])}, the latent is {latent_hw}")
     schedule = state.schedule
-    # ComfyUI runs nodes under torch.inference_mode(): leave it (and any no_grad) for the optimization,
-    # and clone the inputs, since inference tensors cannot be saved for backward.
-    # Seed a private RNG stream: reproducible, and the caller's global RNG state is left as it was.
+    return DragProblem(
+        handles, targets, mask_latent, grid_hw, schedule.alpha(state.timestep),
+        schedule.alpha(schedule.prev_timestep(state.step_index)), state.edited_latent, device,
+    )
+
+
+@contextmanager
+def drag_context(device: torch.device, seed: int) -> Iterator[None]:
+    """Where a drag runs: ComfyUI runs nodes under torch.inference_mode(), so leave it (and any no_grad) for
+    the optimization; seed a private RNG stream, so a drag is reproducible and the caller's global RNG state
+    is left as it was. Inputs must be cloned inside (inference tensors cannot be saved for backward)."""
     fork_devices = [device] if device.type == "cuda" else []
     with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=fork_devices):
-        torch.manual_seed(config.seed)
-        uncond = None if state.uncond_context is None else state.uncond_context.to(device).clone()
-        prompt = Prompt(state.edited_context.to(device).clone(), uncond, state.guidance_scale)
-        step = UNetStep(backbone, state.timestep, prompt, tuple(config.feature_blocks))
-        problem = DragProblem(
-            handles, targets, None if mask_latent is None else mask_latent.clone(), grid_hw,
-            schedule.alpha(state.timestep), schedule.alpha(schedule.prev_timestep(state.step_index)),
-            state.edited_latent, device,
-        )
-        z_t = state.edited_latent.detach().to(device=device, dtype=torch.float32).clone()
-        return drag_loop(make_variable(step, z_t), problem, config, callback, on_iteration)
+        torch.manual_seed(seed)
+        yield
+
+
+def edited_prompt_on(state: DiffusionState, device: torch.device) -> Prompt:
+    """The edited branch's prompt and guidance, cloned onto ``device`` (usable for autograd)."""
+    uncond = None if state.uncond_context is None else state.uncond_context.to(device).clone()
+    return Prompt(state.edited_context.to(device).clone(), uncond, state.guidance_scale)
 
 
 # ---------------------------------------------------------------------------------------------- the loop's steps
 
 
-class _AdamStep:
+class AdamStep:
     """Adam on ``x`` with dynamic loss scaling under fp16 autocast (the reference's CUDA precision)."""
 
-    def __init__(self, x: torch.Tensor, config: DragConfig, device: torch.device) -> None:
+    def __init__(self, x: torch.Tensor, lr: float, precision: str, device: torch.device) -> None:
         self.x = x
-        self.optimizer = torch.optim.Adam([x], lr=config.lr)
-        self.scaler = LossScaler(config.precision == "fp16")
-        self.autocast = autocast_for(device, config.precision)
+        self.optimizer = torch.optim.Adam([x], lr=lr)
+        self.scaler = LossScaler(precision == "fp16")
+        self.autocast = autocast_for(device, precision)
 
     def step(self, loss: torch.Tensor | None, k: int) -> bool:
         """One step on ``loss``; False (nothing changed) when the loss or its gradient is not finite."""
@@ -262,7 +285,7 @@ def _first_pass(F: torch.Tensor, eps: torch.Tensor, finite: bool, z_t: torch.Ten
     return F.detach(), ddim_step(z_t.detach(), eps.detach(), problem.alpha_t, problem.alpha_prev)
 
 
-def _record(result: DragResult, handles: torch.Tensor, targets: torch.Tensor, k: int,
+def record_iteration(result: DragResult, handles: torch.Tensor, targets: torch.Tensor, k: int,
             on_iteration: IterationCallback | None) -> None:
     mean_distance = float(distances(handles, targets).mean())
     result.trajectory.append(handles.clone())
@@ -280,7 +303,7 @@ def _loss(F, eps, z_t, handles, F0, z_prev_0, problem: DragProblem, config: Drag
     return loss
 
 
-def _check_points(
+def check_points(
     handles: torch.Tensor, targets: torch.Tensor, grid_hw: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     handles, targets = handles.detach().float().cpu(), targets.detach().float().cpu()

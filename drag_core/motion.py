@@ -39,6 +39,8 @@ def motion_supervision_loss(
     r_m: int = 1,
     stop_distance: float = 2.0,
     anchor: tuple[torch.Tensor, torch.Tensor] | None = None,
+    max_step: float | None = None,
+    weight: float | None = None,
 ) -> torch.Tensor:
     """Σ_i (2r_m+1)² · mean |sg(F[Ω_i]) − F_bilinear[Ω_i + d_i]| over pairs not yet reached (SPEC §0.6).
 
@@ -57,6 +59,10 @@ def motion_supervision_loss(
     after GoodDrag's information-preserving supervision): every step pulls the original content, not
     whatever the previous steps left at the handle, so appearance cannot drift along the drag. Patch
     positions whose anchor lies outside the grid are dropped too.
+
+    GoodDrag's supervision (``gooddrag.py``) sets two more: ``max_step`` β makes the shift
+    d_i = unit(t_i − h_i)·min(β, ‖t_i − h_i‖) instead of the unit step, and ``weight`` replaces the factor
+    (2r_m+1)² (GoodDrag's code weighs by (2r_1)²).
     """
     _, C, H, W = F.shape
     loss = F.new_zeros(())
@@ -65,6 +71,8 @@ def motion_supervision_loss(
         if dist[i] < stop_distance:
             continue
         d = (targets[i].float() - handles[i].float()) / dist[i]
+        if max_step is not None:
+            d = d * min(max_step, float(dist[i]))
         row, col = int(handles[i, 0]), int(handles[i, 1])
         r1, r2 = max(row - r_m, 0), min(row + r_m + 1, H)
         c1, c2 = max(col - r_m, 0), min(col + r_m + 1, W)
@@ -88,7 +96,7 @@ def motion_supervision_loss(
             reference, moved = _initial_patch(anchor, i, grid_r - row, grid_c - col, keep, moved)
             if reference is None:
                 continue
-        loss = loss + (2 * r_m + 1) ** 2 * (reference - moved).abs().mean()
+        loss = loss + ((2 * r_m + 1) ** 2 if weight is None else weight) * (reference - moved).abs().mean()
     return loss
 
 

@@ -2,6 +2,7 @@
 
 from .drag_nodes import MotionSupervisionOptimize
 from .dragnoise_nodes import BottleneckOptimize, SemanticPropagationDenoise
+from .gooddrag_nodes import AlternatingDragDenoise
 from .inversion_nodes import DDIMInvert, DDIMSample, ReferenceLatentDenoise
 from .lora_nodes import IdentityLoRATrain
 from .points_nodes import DragPoints
@@ -13,7 +14,7 @@ from .warp_nodes import RegionWarp
 # its short NAME (used in error messages) and, where it differs, its DISPLAY_NAME.
 _NODES = [
     IdentityLoRATrain, DragPoints, DDIMInvert, DDIMSample, MotionSupervisionOptimize, ReferenceLatentDenoise,
-    BottleneckOptimize, SemanticPropagationDenoise, DenoiseToStep, RegionWarp,
+    BottleneckOptimize, SemanticPropagationDenoise, DenoiseToStep, AlternatingDragDenoise, RegionWarp,
 ]
 # The loader is offered only when the trained toy weights are in the checkout.
 if TOY_WEIGHTS.exists():

@@ -64,7 +64,7 @@ class BottleneckOptimize:
                        precision=precision, motion_anchor=motion_anchor)
         return run_optimizer(self.NAME, model, state, drag_points, widgets, DRAGNOISE_CONFIG, optimize_bottleneck,
                              lambda state, result: replace(state, bottleneck=result.bottleneck), unique_id,
-                             bottleneck=True)
+                             hooks={"bottleneck": True})
 
 
 class SemanticPropagationDenoise:

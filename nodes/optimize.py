@@ -18,7 +18,7 @@ from ..drag_core.drag_loop import MOTION_ANCHORS, DragConfig, DragResult
 from ..drag_core.mask import editable_mask_for_latent
 from ..drag_core.points import PointsError, grid_points, to_pixels
 from ..drag_core.state import DiffusionState
-from .comfy_unet import image_size
+from .comfy_unet import ComfyBackbone, image_size
 from .common import (
     POINTS_TYPE,
     STATE_TYPE,
@@ -43,11 +43,13 @@ TRACKED_TOOLTIP = "Final tracked handle positions → targets (pixels)."
 PREVIEW_TOOLTIP = "The image with points, mask and the tracked handle trajectories."
 
 
-def optimizer_inputs(config: DragConfig, state_tooltip: str, own: dict, after_tracking: dict | None = None) -> dict:
+def optimizer_inputs(config, state_tooltip: str, own: dict, after_tracking: dict | None = None,
+                     anchor: bool = True) -> dict:
     """INPUT_TYPES of an optimizing node, in widget order (saved workflows store widget values by position, so
     the order must not change): model, state, drag_points, the node's ``own`` widgets, the tracking widgets,
-    ``after_tracking``, seed and precision; motion_anchor optional."""
-    return {
+    ``after_tracking``, seed and precision; motion_anchor optional (when ``anchor``). ``config``: the node's
+    defaults (a DragConfig or GoodDragConfig)."""
+    inputs = {
         "required": {
             "model": ("MODEL", {"tooltip": "The model the state was inverted with (LoRA applied)."}),
             "state": (STATE_TYPE, {"tooltip": state_tooltip}),
@@ -68,6 +70,9 @@ def optimizer_inputs(config: DragConfig, state_tooltip: str, own: dict, after_tr
         },
         "hidden": {"unique_id": "UNIQUE_ID"},
     }
+    if not anchor:
+        del inputs["optional"]
+    return inputs
 
 
 def check_anchor(node: str, motion_anchor: str) -> None:
@@ -94,18 +99,21 @@ def run_optimizer(
     widgets: dict[str, Any],
     defaults: DragConfig,
     optimize: Callable[..., DragResult],
-    into_state: Callable[[DiffusionState, DragResult], DiffusionState],
+    into_state: Callable[[DiffusionState, DragResult], Any],
     unique_id=None,
-    bottleneck: bool = False,
+    hooks: dict[str, Any] | None = None,
+    core_kwargs: Callable[[ComfyBackbone], dict[str, Any]] | None = None,
 ) -> dict:
-    """Check the inputs, run ``optimize`` (a drag_core optimization with optimize_latent's signature) with
-    ``defaults`` overridden by the node's ``widgets``, and return the node's output (``into_state`` puts the
-    result into the state) with the preview and the ``ui["drag"]`` summary."""
+    """Check the inputs, run ``optimize`` (a drag_core optimization with optimize_latent's signature, plus
+    ``core_kwargs(backbone)``) with ``defaults`` overridden by the node's ``widgets``, and return the node's
+    output (``into_state`` makes its first output from the state and the result) with the preview and the
+    ``ui["drag"]`` summary. ``hooks``: what the backbone needs beyond the feature blocks."""
     check_state(node, state)
     check_points(node, drag_points)
     blocks = parse_blocks(widgets["feature_blocks"], node)
-    check_anchor(node, widgets["motion_anchor"])
-    backbone = backbone_for(node, model, feature_blocks=blocks, bottleneck=bottleneck)
+    if "motion_anchor" in widgets:
+        check_anchor(node, widgets["motion_anchor"])
+    backbone = backbone_for(node, model, feature_blocks=blocks, **(hooks or {}))
     check_same_schedule(node, backbone, state)
     image_h, image_w = image_size(state.source)
     try:
@@ -122,7 +130,8 @@ def run_optimizer(
         send_text(unique_id, f"iteration {k + 1}/{max_iterations}: mean handle→target distance {2 * distance:.1f} px")
 
     result = run_core(backbone, optimize, backbone, state, handles, targets, mask_latent, config,
-                      progress_callback(max(max_iterations, 1)), on_iteration=report, grid_hw=(image_h // 2, image_w // 2))
+                      progress_callback(max(max_iterations, 1)), on_iteration=report, grid_hw=(image_h // 2, image_w // 2),
+                      **(core_kwargs(backbone) if core_kwargs else {}))
     if result.skipped_steps:
         log.warning("%s: %d of %d steps were skipped (non-finite values)", node, len(result.skipped_steps), result.iterations)
     log.info("%s: %d iterations, %d UNet passes, reached=%s, mean distance %.1f px", node, result.iterations,
@@ -145,7 +154,7 @@ def drag_summary(result: DragResult, tracked: PointsOnImage) -> dict:
     }
 
 
-def drag_outputs(out_state: DiffusionState, drag_points: PointsOnImage, result: DragResult, image_h: int,
+def drag_outputs(out_state: Any, drag_points: PointsOnImage, result: DragResult, image_h: int,
                  image_w: int) -> dict:
     """What an optimizing node returns: (out_state, tracked points, preview) plus the preview picture and the
     ``drag_summary`` in its UI output. Trajectories go from the latent's grid to the pixels of the image the

@@ -10,7 +10,7 @@ import { PointsEditor } from "./points_editor.js";
 
 const NODE = "DragKitDragPoints";
 // Nodes whose "executed" event carries ui.drag (final handles): the editor then shows the result.
-const OPTIMIZERS = new Set(["DragKitMotionSupervisionOptimize", "DragKitBottleneckOptimize", "DragKitRegionWarp"]);
+const OPTIMIZERS = new Set(["DragKitMotionSupervisionOptimize", "DragKitBottleneckOptimize", "DragKitAlternatingDragDenoise", "DragKitRegionWarp"]);
 // Nodes that read the painted mask as the region to move; every other consumer reads it as "may change".
 const MOVERS = new Set(["DragKitRegionWarp"]);
 const EDITOR_MIN_HEIGHT = 260;

@@ -4,66 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.nn import functional as nnf
 
 from dragkit.drag_core.backbone import UNetOutput, UNetRequest
 from dragkit.drag_core.drag_loop import DragConfig
 from dragkit.drag_core.dragdiffusion import optimize_latent
 from dragkit.drag_core.points import DragPoints, grid_points, to_pixels
-from dragkit.drag_core.schedule import DDIMSchedule, scaled_linear_alphas_cumprod
-from dragkit.drag_core.state import DiffusionState
-
-LATENT = 12  # latent side; the supervision grid is 4× that (48)
-NO_EXTRAS = UNetRequest()
-BLOB = (4.0, 4.0)  # blob centre in latent cells; grid ≈ 4·4 + 1.5 with align_corners=False upsampling
-
-
-class ToyBackbone:
-    """Implements the backbone protocol with fixed convolutions: ε is a random 3×3 conv of z and every
-    requested feature map is [z, blur(z), blur(blur(z))] — translation-equivariant and discriminative
-    enough for tracking, with untrained weights."""
-
-    def __init__(self, seed: int = 0, weights_require_grad: bool = False):
-        g = torch.Generator().manual_seed(seed)
-        self.eps_weight = (torch.randn(4, 4, 3, 3, generator=g) * 0.1).requires_grad_(weights_require_grad)
-        k = torch.tensor([1.0, 2.0, 1.0])
-        self.blur = ((k[:, None] * k[None]) / 16).expand(4, 1, 3, 3).clone()
-        self.alphas_cumprod = scaled_linear_alphas_cumprod()
-        self.device = torch.device("cpu")
-        self.num_decoder_blocks = 4
-        self.num_self_attention_layers = 16
-        self.calls = 0
-
-    def __call__(self, z, timestep, context, request=NO_EXTRAS) -> UNetOutput:
-        self.calls += 1
-        eps = nnf.conv2d(z, self.eps_weight, padding=1)
-        b1 = nnf.conv2d(z, self.blur, padding=1, groups=4)
-        b2 = nnf.conv2d(b1, self.blur, padding=1, groups=4)
-        return UNetOutput(eps, [torch.cat([z, b1, b2], dim=1) for _ in request.feature_blocks])
-
-
-def blob_latent(seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    z = 0.1 * torch.randn(1, 4, LATENT, LATENT, generator=g)
-    yy, xx = torch.meshgrid(
-        torch.arange(LATENT, dtype=torch.float32), torch.arange(LATENT, dtype=torch.float32), indexing="ij"
-    )
-    z[0, 0] += torch.exp(-((yy - BLOB[0]) ** 2 + (xx - BLOB[1]) ** 2) / 2)
-    return z
-
-
-def centre_of_mass(z: torch.Tensor) -> tuple[float, float]:
-    m = (z[0, 0] - 0.2).clamp(min=0)  # the blob, above the background noise
-    yy, xx = torch.meshgrid(
-        torch.arange(LATENT, dtype=torch.float32), torch.arange(LATENT, dtype=torch.float32), indexing="ij"
-    )
-    return float((m * yy).sum() / m.sum()), float((m * xx).sum() / m.sum())
-
-
-def make_state(z: torch.Tensor) -> DiffusionState:
-    schedule = DDIMSchedule(scaled_linear_alphas_cumprod())
-    return DiffusionState(schedule=schedule, step_index=15, source=z, context=torch.zeros(1, 1, 8))
-
+from toy_backbones import LATENT, ToyBackbone, blob_latent, centre_of_mass, make_state
 
 HANDLE = torch.tensor([[17.0, 17.0]])
 TARGET = torch.tensor([[17.0, 27.0]])  # 10 grid cells (2.5 latent cells) to the right
@@ -166,7 +112,7 @@ class FlakyBackbone(ToyBackbone):
         super().__init__()
         self.bad_call = bad_call
 
-    def __call__(self, z, timestep, context, request=NO_EXTRAS) -> UNetOutput:
+    def __call__(self, z, timestep, context, request=UNetRequest()) -> UNetOutput:
         out = super().__call__(z, timestep, context, request)
         if self.calls == self.bad_call:
             out.features = [torch.full_like(f, float("nan")) for f in out.features]

@@ -1,11 +1,11 @@
 """ToyBench: drag methods on fixed toy-world edit cases, scored against the rendered true edit.
 
     .venv/bin/python bench/toybench.py [--set translate|deform] [--cases 50] [--case-seed 1234]
-                                       [--methods do_nothing,copy_paste,vae_roundtrip,dragdiffusion,dragnoise,sacdrag,warp,warp_inpaint]
+                                       [--methods do_nothing,copy_paste,vae_roundtrip,dragdiffusion,dragnoise,sacdrag,gooddrag,warp,warp_inpaint]
                                        [--lora-steps 80] [--lr 0.01] [--max-iterations 80] [--stop-distance 2]
                                        [--motion-anchor current] [--r-m 1] [--inversion-strength 0.7]
                                        [--inpaint-dilation 5] [--motion inverse_distance] [--sampling nearest]
-                                       [--revealed keep]
+                                       [--revealed keep] [--gooddrag r_m=2,r_p=6,beta=2]
                                        [--json out.json]
 
 Runs DragKit's real nodes in-process (as ComfyUI runs them, under inference mode) on the bundled toy
@@ -21,6 +21,8 @@ mapped by the object's fitted pose, and their targets). ``warp`` is RegionWarp a
 the old content); ``warp_inpaint`` adds the toy model's own inpainting through core nodes (VAE Encode → Set
 Latent Noise Mask → KSampler, 20 euler steps, cfg 1, the background-only caption → VAE Decode →
 ImageCompositeMasked). Both take the case's rough region (the object at its source dilated by 3 px).
+``gooddrag`` is GoodDrag with AlternatingDragDenoise's defaults (``--gooddrag`` changes its widgets), the LoRA of
+DragDiffusion's row and DDIMInvert at GoodDrag's 0.75.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class DragSettings:
     motion: str = "inverse_distance"  # RegionWarp's
     sampling: str = "nearest"  # RegionWarp's
     revealed: str = "keep"  # RegionWarp's
+    gooddrag: tuple[tuple[str, float], ...] = ()  # AlternatingDragDenoise widgets changed from its defaults
 
     def label(self, method: str) -> str:
         """The method's row name, with the settings that differ from the nodes' defaults."""
@@ -69,14 +72,12 @@ class DragSettings:
         changed = [f"{k}={getattr(self, k):g}" if isinstance(getattr(self, k), float) else f"{k}={getattr(self, k)}"
                    for k in keys
                    if getattr(self, k) != getattr(DragSettings, k) and (k, method) != ("max_iterations", "dragnoise")]
+        if method == "gooddrag":
+            changed = [f"{k}={v:g}" for k, v in self.gooddrag]
         return f"{method} ({', '.join(changed)})" if changed else method
 
 
 DRAG_METHODS = ("dragdiffusion", "dragnoise", "sacdrag")
-# AlternatingDragDenoise's widgets (its defaults, GoodDrag's release) as ToyBench runs them.
-GOODDRAG_WIDGETS = dict(drag_end_step=7, track_per_step=10, drag_per_track=3, lr=0.02, lam=0.1, beta=4.0, r_m=4, r_p=12,
-                        stop_distance=2.0, feature_blocks="2", max_track_no_change=5, drag_loss_threshold=0.0,
-                        start_layer=10, seed=42, precision="auto")
 WARP_METHODS = ("warp", "warp_inpaint")
 DRAG_KEYS = ("lr", "max_iterations", "stop_distance", "motion_anchor", "r_m", "inversion_strength")
 WARP_KEYS = ("inpaint_dilation", "motion", "sampling", "revealed")
@@ -224,14 +225,16 @@ def sacdrag(models, case, settings: DragSettings = DragSettings(), drag_step: in
 
 
 def gooddrag(models, case, settings: DragSettings = DragSettings()) -> np.ndarray:
-    """GoodDrag with the node's defaults: the same LoRA as DragDiffusion's row, DDIMInvert at GoodDrag's strength
-    0.75 → AlternatingDragDenoise → VAEDecode."""
+    """GoodDrag with the node's defaults (or ``settings.gooddrag``'s changes): the same LoRA as DragDiffusion's row,
+    DDIMInvert at GoodDrag's strength 0.75 → AlternatingDragDenoise → VAEDecode."""
+    from comfy_client import gooddrag_inputs
     from dragkit.drag_core.gooddrag import INVERSION_STRENGTH
     from dragkit.nodes.gooddrag_nodes import AlternatingDragDenoise
 
     with torch.inference_mode():
         model, vae, state, drag_points = prepare(models, case, settings, strength=INVERSION_STRENGTH)
-        (edited, _, _) = AlternatingDragDenoise().drag(model, state, drag_points, **GOODDRAG_WIDGETS)["result"]
+        widgets = gooddrag_inputs(**dict(settings.gooddrag))
+        (edited, _, _) = AlternatingDragDenoise().drag(model, state, drag_points, **widgets)["result"]
         return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
 
 
@@ -346,6 +349,16 @@ def markdown(table: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_changes(text: str) -> tuple[tuple[str, float], ...]:
+    """"r_m=1,beta=1" → (("r_m", 1), ("beta", 1.0)): whole numbers as int (the INT widgets), others float."""
+    changes = []
+    for part in filter(None, text.replace(" ", "").split(",")):
+        key, _, value = part.partition("=")
+        number = float(value)
+        changes.append((key, int(number) if number.is_integer() and "." not in value else number))
+    return tuple(changes)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -367,13 +380,16 @@ def main() -> None:
     parser.add_argument("--motion", choices=("inverse_distance", "similarity"), default=DragSettings.motion)
     parser.add_argument("--sampling", choices=("nearest", "bilinear"), default=DragSettings.sampling)
     parser.add_argument("--revealed", choices=("keep", "fill"), default=DragSettings.revealed)
+    parser.add_argument("--gooddrag", default="", metavar="K=V,...",
+                        help="AlternatingDragDenoise widgets to change, e.g. r_m=1,r_p=3,beta=1")
     parser.add_argument("--model", type=Path, help="a toy model file other than the bundled one")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     settings = DragSettings(lora_steps=args.lora_steps, lr=args.lr, max_iterations=args.max_iterations,
                             stop_distance=args.stop_distance, motion_anchor=args.motion_anchor, r_m=args.r_m,
                             inversion_strength=args.inversion_strength, inpaint_dilation=args.inpaint_dilation,
-                            motion=args.motion, sampling=args.sampling, revealed=args.revealed)
+                            motion=args.motion, sampling=args.sampling, revealed=args.revealed,
+                            gooddrag=parse_changes(args.gooddrag))
     table = {}
     for method in args.methods.split(","):  # one method at a time, so a long run keeps what it finished
         rows = run([method], args.cases, settings, args.model, args.case_set, args.case_seed)

@@ -37,6 +37,9 @@ everything then); the source branch of a drag step is the reference trajectory's
 recomputes it in the batch: the same values); fp32 unless the precision option asks for autocast; a drag
 phase with no iterations (``drag_end_step`` or ``track_per_step`` 0) is skipped entirely, so the method is
 then exactly reference-controlled denoising (§1.4).
+
+DragKit option (off by default): ``control_during_drag`` puts the reference control on the drag phase's
+denoising steps too (measured on ToyBench, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -90,6 +93,9 @@ class GoodDragConfig:
     stop_distance: float = 2.0
     seed: int = 42
     precision: str = "fp32"
+    # DragKit option: reference control (the ``mutual`` given to the method) also on the denoising steps of the
+    # drag phase; the release leaves them uncontrolled, so that the denoiser repairs the drag freely.
+    control_during_drag: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -164,7 +170,8 @@ def alternating_drag_denoise(
                 break
             base = (i - start) * per_step
             state = _drag_and_denoise(backbone, state, problem, tracks, config, result, on_iteration,
-                                      lambda n, base=base: callback(base + n, total))
+                                      lambda n, base=base: callback(base + n, total),
+                                      mutual if config.control_during_drag else None)
             callback(base + per_step, total)
     # G.3: the rest with reference control, from the first step that carried no drag.
     done = config.max_iterations + state.step_index - start
@@ -182,9 +189,10 @@ def alternating_drag_denoise(
 
 def _drag_and_denoise(
     backbone: Backbone, state: DiffusionState, problem: DragProblem, tracks: _Tracks, config: GoodDragConfig,
-    result: GoodDragResult, on_iteration: IterationCallback | None, progress,
+    result: GoodDragResult, on_iteration: IterationCallback | None, progress, mutual: MutualSelfAttention | None,
 ) -> DiffusionState:
-    """One AlDD step i (G.3): the drag on z_i, then the DDIM step of both branches without control."""
+    """One AlDD step i (G.3): the drag on z_i, then the DDIM step of both branches (without control unless
+    ``mutual`` is given: the control_during_drag option)."""
     schedule, i = state.schedule, state.step_index
     t = schedule.timesteps[i]
     alpha_t, alpha_prev = schedule.alpha(t), schedule.alpha(schedule.prev_timestep(i))
@@ -200,6 +208,9 @@ def _drag_and_denoise(
     step_problem = replace(problem, alpha_t=alpha_t, alpha_prev=alpha_prev)
     z = _drag(step, state.edited_latent, F0, z_prev_0, step_problem, tracks, config, result, on_iteration, progress)
     result.drag_steps += 1
+    if mutual is not None:
+        result.unet_passes += 1
+        return denoise_branches(backbone, state.with_edit(z), i + 1, mutual, i)
     with torch.no_grad():
         edited = ddim_denoise(backbone, z.to(backbone.device), state.edited_prompt, schedule, range(i, i + 1))
     result.unet_passes += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..drag_core.gooddrag import GoodDragConfig, alternating_drag_denoise
 from ..drag_core.reference import EDITED_FROM_SOURCE
-from .common import CATEGORY, POINTS_TYPE, model_latent_out, refuse_bottleneck
+from .common import CATEGORY, POINTS_TYPE, check_state, model_latent_out, refuse_bottleneck
 from .optimize import PREVIEW_TOOLTIP, TRACKED_TOOLTIP, optimizer_inputs, run_optimizer
 
 
@@ -41,16 +41,20 @@ class AlternatingDragDenoise:
             "max_track_no_change": ("INT", {"default": c.max_track_no_change, "min": 0, "max": 1000, "tooltip": "Stop dragging after this many trackings in a row that moved no handle (counted across steps)."}),
             "drag_loss_threshold": ("FLOAT", {"default": c.drag_loss_threshold, "min": 0.0, "max": 1000.0, "step": 0.1, "tooltip": "Also track as soon as the drag loss falls to this × (2·r_m)² (0 = only every drag_per_track steps)."}),
             "start_layer": ("INT", {"default": 10, "min": 0, "max": 64, "tooltip": "After the drag phase: first self-attention layer under reference control (SD1.5 has 16)."}),
-        }, anchor=False)
+        }, anchor=False) | {"optional": {
+            "control_during_drag": ("BOOLEAN", {"default": c.control_during_drag, "tooltip": "Off (GoodDrag's release): the denoising steps between drags run free, so the denoiser repairs each small drag. On (DragKit option): they already attend to the source (reference control from start_layer), which holds colours and background during the drag phase."}),
+        }}
 
     def drag(self, model, state, drag_points, drag_end_step, track_per_step, drag_per_track, lr, lam, beta, r_m, r_p,
              stop_distance, feature_blocks, max_track_no_change, drag_loss_threshold, start_layer, seed, precision,
-             unique_id=None):
+             control_during_drag=False, unique_id=None):
+        check_state(self.NAME, state)
         refuse_bottleneck(self.NAME, state)
         widgets = dict(drag_end_step=drag_end_step, track_per_step=track_per_step, drag_per_track=drag_per_track,
                        lr=lr, lam=lam, beta=beta, r_m=r_m, r_p=r_p, stop_distance=stop_distance,
                        feature_blocks=feature_blocks, max_track_no_change=max_track_no_change,
-                       drag_loss_threshold=drag_loss_threshold, seed=seed, precision=precision)
+                       drag_loss_threshold=drag_loss_threshold, seed=seed, precision=precision,
+                       control_during_drag=bool(control_during_drag))
         return run_optimizer(self.NAME, model, state, drag_points, widgets, GoodDragConfig(), alternating_drag_denoise,
                              lambda state, result: model_latent_out(model, result.latent), unique_id,
                              hooks={"mutual_start_layer": start_layer},

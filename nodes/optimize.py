@@ -65,13 +65,11 @@ def optimizer_inputs(config, state_tooltip: str, own: dict, after_tracking: dict
         },
         # Optional, so API graphs and saved workflows from before it existed still validate and run with the
         # reference's behaviour.
-        "optional": {
+        "optional": {} if not anchor else {
             "motion_anchor": (list(MOTION_ANCHORS), {"default": config.motion_anchor, "tooltip": "What each step pulls toward the target. current (the paper): the features now at the tracked handle. initial (DragKit option): the original features around the starting handle, so the object's appearance cannot drift along a long drag."}),
         },
         "hidden": {"unique_id": "UNIQUE_ID"},
     }
-    if not anchor:
-        del inputs["optional"]
     return inputs
 
 

@@ -67,6 +67,31 @@ class Client:
         assert status == 200, answer
         return self.wait(answer["prompt_id"], timeout)
 
+    def run_listening(self, graph: dict, timeout: float = 600) -> tuple[dict, list[dict]]:
+        """Run ``graph`` while listening on the websocket; returns (history entry, the JSON messages)."""
+        import threading
+
+        import websocket
+
+        ws = websocket.create_connection(f"ws://127.0.0.1:{self.server.port}/ws?clientId={self.client_id}",
+                                         timeout=timeout)
+        messages: list[dict] = []
+
+        def listen() -> None:
+            while True:
+                msg = ws.recv()
+                if isinstance(msg, str):
+                    messages.append(json.loads(msg))
+                    if messages[-1]["type"] in ("execution_success", "execution_error", "execution_interrupted"):
+                        return
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        entry = self.run(graph, timeout)
+        listener.join(timeout=60)
+        ws.close()
+        return entry, messages
+
 
 def reconstruction_graph(strength: float = 0.7, steps: int = 20) -> dict:
     """LoadImage → VAEEncode → DDIMInvert → ReferenceLatentDenoise → VAEDecode → SaveImage."""
@@ -195,6 +220,50 @@ def sacdrag_graph(points_json: str, steps: int = 10, drag_step: int = 5, sac_ste
         graph["13"]["inputs"]["edit_conditioning"] = ["12", 0]
     graph["10"]["inputs"]["state"] = ["13", 0]
     graph["6"]["inputs"].update(start_step=max(0, sac_step - drag_step), start_layer=10)
+    return graph
+
+
+def widget_defaults(node_class: type) -> dict:
+    """A node's required inputs that have a default (its widgets), at their defaults."""
+    return {name: spec[1]["default"] for name, spec in node_class.INPUT_TYPES()["required"].items()
+            if len(spec) > 1 and "default" in spec[1]}
+
+
+def gooddrag_inputs(**changes) -> dict:
+    """AlternatingDragDenoise's widgets: the node's defaults (GoodDrag's release) with ``changes``."""
+    from dragkit.nodes.gooddrag_nodes import AlternatingDragDenoise
+
+    return {**widget_defaults(AlternatingDragDenoise), **changes}
+
+
+def gooddrag_graph(points_json: str, steps: int = 20, **widgets) -> dict:
+    """GoodDrag without the LoRA: … → DragPoints → DDIMInvert (0.75) → AlternatingDragDenoise (node "10") →
+    VAEDecode → SaveImage (and the drag preview saved as node "11"); ``widgets`` change the node's defaults."""
+    graph = drag_graph(points_json, steps=steps)
+    graph["5"]["inputs"]["inversion_strength"] = 0.75
+    graph["10"] = {
+        "class_type": "DragKitAlternatingDragDenoise",
+        "inputs": {"model": ["1", 0], "state": ["5", 0], "drag_points": ["9", 0], **gooddrag_inputs(**widgets)},
+    }
+    del graph["6"]
+    graph["7"]["inputs"]["samples"] = ["10", 0]
+    return graph
+
+
+def toy_gooddrag_graph(image: str, prompt: str, points_json: str, lora_steps: int = 70, **widgets) -> dict:
+    """GoodDrag with its defaults on the bundled toy model (the `make demo` GoodDrag graph): the DragDiffusion demo
+    graph with GoodDrag's LoRA (70 steps), DDIMInvert at 0.75 and AlternatingDragDenoise (node "8") straight into
+    VAEDecode; ``widgets`` change the node's defaults."""
+    graph = toy_drag_graph(image, prompt, points_json, lora_steps=lora_steps)
+    graph["7"]["inputs"]["inversion_strength"] = 0.75
+    graph["8"] = {
+        "class_type": "DragKitAlternatingDragDenoise",
+        "inputs": {"model": ["4", 0], "state": ["7", 0], "drag_points": ["5", 0], **gooddrag_inputs(**widgets)},
+    }
+    del graph["9"]
+    graph["10"]["inputs"]["samples"] = ["8", 0]
+    graph["11"]["inputs"]["filename_prefix"] = "dragkit_gooddrag"
+    graph["12"]["inputs"]["filename_prefix"] = "dragkit_gooddrag_trajectory"
     return graph
 
 

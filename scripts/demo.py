@@ -1,13 +1,14 @@
-"""`make demo`: the region warp + inpaint and DragDiffusion on the bundled toy model, through a real headless
-ComfyUI server.
+"""`make demo`: the region warp + inpaint, DragDiffusion and GoodDrag on the bundled toy model, through a real
+headless ComfyUI server.
 
 Takes a fixed ToyBench edit case (a toy scene, handle → target points, the editable mask and the rough region
-to move) and runs two graphs with every node default through the server's API: RegionWarp (Inpaint4Drag) with
-the toy model's own inpainting through core nodes, and the full DragDiffusion graph (identity LoRA, DDIM
-inversion, motion supervision with point tracking, reference-latent control). Writes into outputs/demo/:
-input.png, truth.png (the true edit the generator renders), warp.png and result.png (DragDiffusion's),
-before_after.png (input with points | true edit | warp + inpaint | DragDiffusion, each scored underneath) and
-summary.json (per method: where the object's centroid landed, background PSNR, seconds per stage).
+to move) and runs three graphs with their defaults through the server's API: RegionWarp (Inpaint4Drag) with
+the toy model's own inpainting through core nodes; the full DragDiffusion graph (identity LoRA, DDIM
+inversion, motion supervision with point tracking, reference-latent control); GoodDrag's (its LoRA, inversion at
+0.75, AlternatingDragDenoise). Writes into outputs/demo/: input.png, truth.png (the true edit the generator
+renders), warp.png, result.png (DragDiffusion's), gooddrag.png, before_after.png (input with points | true
+edit | warp + inpaint | DragDiffusion | GoodDrag, each scored underneath) and summary.json (per method: where
+the object's centroid landed, background PSNR, seconds per stage, the drag's summary).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import comfy_server  # noqa: E402
 log = logging.getLogger("dragkit.demo")
 CASE = 3  # a ToyBench case with a clear single-object drag
 IMAGE_NAME = "dragkit_demo_input.png"
+OUTPUT_FILES = {"region_warp_inpaint": "warp.png", "dragdiffusion": "result.png", "gooddrag": "gooddrag.png"}
 
 
 def stage_seconds(client: comfy_client.Client, graph: dict) -> tuple[dict, dict[str, float]]:
@@ -165,36 +167,41 @@ def main() -> None:
     try:
         log.info("ComfyUI with DragKit at %s (ready in %.1f s)", server.url, time.monotonic() - started)
         client = comfy_client.Client(server)
-        drag_graph = comfy_client.toy_drag_graph(IMAGE_NAME, caption(case.scene),
-                                                 bench_cases.case_points(case).to_json())
-        entry, drag_stages, (result,) = run_graph(client, drag_graph, ("11",))
-        drag = entry["outputs"]["8"]["drag"][0]
-        warp_graph = comfy_client.toy_warp_graph(IMAGE_NAME, background_caption(case.scene),
-                                                 bench_cases.case_points(case, region=True).to_json())
-        _, warp_stages, (warped,) = run_graph(client, warp_graph, ("12",))
+        points_json, prompt = bench_cases.case_points(case).to_json(), caption(case.scene)
+        graphs = {  # method: (graph, its image output node, its drag node)
+            "region_warp_inpaint": (comfy_client.toy_warp_graph(
+                IMAGE_NAME, background_caption(case.scene), bench_cases.case_points(case, region=True).to_json()),
+                "12", None),
+            "dragdiffusion": (comfy_client.toy_drag_graph(IMAGE_NAME, prompt, points_json), "11", "8"),
+            "gooddrag": (comfy_client.toy_gooddrag_graph(IMAGE_NAME, prompt, points_json), "11", "8"),
+        }
+        runs = {}
+        for name, (graph, image_node, drag_node) in graphs.items():
+            entry, stages, (picture,) = run_graph(client, graph, (image_node,))
+            runs[name] = (picture, stages, entry["outputs"][drag_node]["drag"][0] if drag_node else None)
     finally:
         server.stop()
 
-    result.save(out / "result.png")
-    warped.save(out / "warp.png")
+    for name, file in OUTPUT_FILES.items():
+        runs[name][0].save(out / file)
     scores = {name: bench_cases.score(case, np.asarray(picture, dtype=np.float32) / 255)
-              for name, picture in (("region_warp_inpaint", warped), ("dragdiffusion", result))}
-    seconds = {"region_warp_inpaint": edit_seconds(warp_stages), "dragdiffusion": edit_seconds(drag_stages)}
+              for name, (picture, _, _) in runs.items()}
+    seconds = {name: edit_seconds(stages) for name, (_, stages, _) in runs.items()}
 
-    def scored(name: str, title: str, note: str = "") -> list[str]:
+    def scored(name: str, title: str) -> list[str]:
         s = scores[name]
+        # A second `make demo` finds the identity LoRA in its cache: say so rather than show a faster method.
+        cached = " (LoRA cached)" if 0 < runs[name][1].get("DragKitIdentityLoRATrain", 1.0) < 1.0 else ""
         return [title, f"{s['md']:.1f} px from the true position", f"background {s['background_psnr']:.1f} dB",
-                f"{seconds[name]:.1f} s on this CPU{note}"]
-
-    # A second `make demo` finds the identity LoRA in its cache: say so rather than show a faster method.
-    cached = drag_stages.get("DragKitIdentityLoRATrain", 0.0) < 1.0
+                f"{seconds[name]:.1f} s on this CPU{cached}"]
 
     points = draw_points(source, list(case.pairs), torch.from_numpy(case.region), tint=REGION)
     sheet = side_by_side([
         (points, ["input", f"drag {case.distance:.1f} px, red to blue", "orange: the region to move"]),
         (truth, ["true edit (the generator's)"]),
-        (warped, scored("region_warp_inpaint", "RegionWarp + inpaint")),
-        (result, scored("dragdiffusion", "DragDiffusion", " (LoRA cached)" if cached else "")),
+        (runs["region_warp_inpaint"][0], scored("region_warp_inpaint", "RegionWarp + inpaint")),
+        (runs["dragdiffusion"][0], scored("dragdiffusion", "DragDiffusion")),
+        (runs["gooddrag"][0], scored("gooddrag", "GoodDrag")),
     ])
     sheet.save(out / "before_after.png")
     summary = {
@@ -208,16 +215,16 @@ def main() -> None:
                 "true_edit_psnr_db": round(scores[name]["gt_psnr"], 2),
                 "graph_seconds": seconds[name],
                 "seconds_per_stage": stages,
+                **({"drag": drag} if drag else {}),
             }
-            for name, stages in (("region_warp_inpaint", warp_stages), ("dragdiffusion", drag_stages))
+            for name, (_, stages, drag) in runs.items()
         },
-        "dragdiffusion_drag": drag,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     for name in scores:
         log.info("%s: object %.1f px from the true position (drag %.1f px), background %.1f dB, %.1f s", name,
                  scores[name]["md"], case.distance, scores[name]["background_psnr"], seconds[name])
-    for name in ("warp.png", "result.png", "before_after.png", "summary.json"):
+    for name in (*OUTPUT_FILES.values(), "before_after.png", "summary.json"):
         print(out / name)
 
 

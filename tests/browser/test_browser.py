@@ -26,6 +26,7 @@ REPO = HERE.parent.parent
 WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 TOY_WORKFLOW = REPO / "example_workflows" / "dragdiffusion_toy.json"
 DRAGNOISE_TOY_WORKFLOW = REPO / "example_workflows" / "dragnoise_toy.json"
+GOODDRAG_TOY_WORKFLOW = REPO / "example_workflows" / "gooddrag_toy.json"
 WARP_TOY_WORKFLOW = REPO / "example_workflows" / "warp_toy.json"
 TOY_WEIGHTS = REPO / "models" / "toy" / "dragkit_toy.safetensors"
 OUT = REPO / "outputs" / "browser"
@@ -67,11 +68,13 @@ def _warp_queue_plans() -> list[dict]:
 
 
 def _more_queue_plans() -> list[dict]:
-    """After the DragDiffusion toy run: the warp workflows, then DragNoise's toy workflow as shipped (its LoRA
-    comes from the cache the first run filled): the editor must show tracked handles after either optimizer."""
+    """After the DragDiffusion toy run: the warp workflows, then DragNoise's and GoodDrag's toy workflows as shipped
+    (DragNoise's LoRA comes from the cache the first run filled): the editor must show tracked handles after every
+    optimizer."""
     plans = _warp_queue_plans()
     if TOY_WEIGHTS.exists():
-        plans.append({"workflow": str(DRAGNOISE_TOY_WORKFLOW), "overrides": {}, "timeoutSeconds": 420})
+        plans += [{"workflow": str(workflow), "overrides": {}, "timeoutSeconds": 420}
+                  for workflow in (DRAGNOISE_TOY_WORKFLOW, GOODDRAG_TOY_WORKFLOW)]
     return plans
 
 
@@ -204,6 +207,15 @@ def test_toy_workflow_is_the_demo_graph(run):
     _assert_prompt_is(run, "dragdiffusion_toy", comfy_client.toy_drag_graph(image, prompt, points))
 
 
+def test_gooddrag_toy_workflow_is_the_demo_gooddrag_graph(run):
+    if not GOODDRAG_TOY_WORKFLOW.exists():
+        pytest.fail("example_workflows/gooddrag_toy.json is missing (scripts/build_method_examples.py)")
+    import build_examples
+
+    image, _, prompt, points = build_examples.demo_case()
+    _assert_prompt_is(run, "gooddrag_toy", comfy_client.toy_gooddrag_graph(image, prompt, points))
+
+
 def _assert_prompt_is(run, workflow: str, expected: dict) -> None:
     """The workflow's app.graphToPrompt() in both renderers is exactly the API graph ``expected``."""
     for renderer in RENDERERS:
@@ -244,15 +256,17 @@ def test_warp_workflows_queue_and_run_from_the_run_button(run):
         print(f"queued warp_toy.json from the UI: {toy['seconds']:.1f} s")
 
 
-def test_the_editor_shows_tracked_handles_after_bottleneck_optimize(run):
-    """The same view as after MotionSupervisionOptimize (test above), after DragNoise's optimizer."""
+@pytest.mark.parametrize("workflow", [DRAGNOISE_TOY_WORKFLOW, GOODDRAG_TOY_WORKFLOW], ids=["dragnoise", "gooddrag"])
+def test_the_editor_shows_tracked_handles_after_the_other_optimizers(run, workflow):
+    """The same view as after MotionSupervisionOptimize (test above), after BottleneckOptimize (DragNoise) and
+    AlternatingDragDenoise (GoodDrag, whose LATENT goes straight to VAE Decode)."""
     if not TOY_WEIGHTS.exists():
-        pytest.fail("the DragNoise toy run needs the toy weights")
-    q = run["moreQueues"][-1]
-    assert q["workflow"] == DRAGNOISE_TOY_WORKFLOW.name and not q.get("error"), q.get("error")
+        pytest.fail("the toy runs need the toy weights")
+    (q,) = [q for q in run["moreQueues"] if q["workflow"] == workflow.name]
+    assert not q.get("error"), q.get("error")
     assert "execution_success" in [e["type"] for e in q["events"]], [e for e in q["events"] if e["type"] != "execution_start"]
     _assert_shows_tracked_handles(q["editor"])
-    assert "iterations" in q["editor"]["result"]["text"]
+    assert "iterations" in q["editor"]["result"]["text"] and q["editor"]["result"]["text"].startswith("result")
 
 
 def _assert_shows_tracked_handles(editor: dict) -> None:

@@ -1,7 +1,7 @@
-"""DragNoise and the training-free self-attention drag as API graphs through a real server."""
+"""DragNoise, the training-free self-attention drag and GoodDrag as API graphs through a real server."""
 
 
-from comfy_client import dragnoise_graph, sacdrag_graph
+from comfy_client import dragnoise_graph, gooddrag_graph, sacdrag_graph
 from dragkit.drag_core.points import DragPoints
 
 POINTS = DragPoints((((45, 45), (75, 55)),), 128, 128).to_json()
@@ -12,7 +12,8 @@ def _summary(entry: dict, node: str) -> dict:
 
 
 def test_the_new_nodes_are_listed(client):
-    for node in ("DragKitBottleneckOptimize", "DragKitSemanticPropagationDenoise", "DragKitDenoiseToStep"):
+    for node in ("DragKitBottleneckOptimize", "DragKitSemanticPropagationDenoise", "DragKitDenoiseToStep",
+                 "DragKitAlternatingDragDenoise"):
         info = client.get_json(f"/object_info/{node}")[node]
         assert info["category"] == "DragKit"
         assert all("tooltip" in spec[1] for spec in info["input"]["required"].values()), node
@@ -41,3 +42,22 @@ def test_a_partial_inversion_into_denoise_to_step_is_a_clear_error(client):
     (error,) = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
     assert error["node_type"] == "DragKitDenoiseToStep"
     assert "input 'drag_step'" in error["exception_message"] and "inversion_strength 1.0" in error["exception_message"]
+
+
+def test_the_gooddrag_graph_runs_with_progress_through_drag_and_denoising(client):
+    # 20 steps at strength 0.75: 15 denoising steps; drag on the first 2, 2 trackings × 2 Adam steps each.
+    entry, messages = client.run_listening(gooddrag_graph(POINTS, drag_end_step=2, track_per_step=2, drag_per_track=2))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    summary = _summary(entry, "10")
+    assert 1 <= summary["iterations"] <= 8 and len(summary["final_handles"]) == 1
+    assert entry["outputs"]["8"]["images"] and entry["outputs"]["11"]["images"]  # result and drag preview
+    progress = [m["data"] for m in messages if m["type"] == "progress" and m["data"]["node"] == "10"]
+    assert progress and {p["max"] for p in progress} == {8 + 15} and progress[-1]["value"] == 8 + 15
+
+
+def test_a_bad_gooddrag_setting_is_a_clear_error_through_the_api(client):
+    entry = client.run(gooddrag_graph(POINTS, feature_blocks="nine"))
+    assert entry["status"]["status_str"] == "error"
+    (error,) = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert error["node_type"] == "DragKitAlternatingDragDenoise"
+    assert "input 'feature_blocks'" in error["exception_message"]

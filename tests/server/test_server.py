@@ -2,9 +2,7 @@
 
 import io
 import json
-import threading
 
-import websocket
 from PIL import Image
 
 from comfy_client import reconstruction_graph
@@ -26,23 +24,7 @@ def test_every_dragkit_node_is_listed_and_the_pack_imported_cleanly(client, serv
 
 
 def test_reconstruction_graph_runs_with_progress_on_the_websocket(client):
-    ws = websocket.create_connection(f"ws://127.0.0.1:{client.server.port}/ws?clientId={client.client_id}", timeout=600)
-    messages = []
-
-    def listen():
-        while True:
-            msg = ws.recv()
-            if isinstance(msg, str):
-                data = json.loads(msg)
-                messages.append(data)
-                if data["type"] in ("execution_success", "execution_error"):
-                    return
-
-    listener = threading.Thread(target=listen, daemon=True)
-    listener.start()
-    entry = client.run(reconstruction_graph(strength=0.7, steps=20))
-    listener.join(timeout=60)
-    ws.close()
+    entry, messages = client.run_listening(reconstruction_graph(strength=0.7, steps=20))
     assert entry["status"]["status_str"] == "success", entry["status"]
     progress = [m["data"] for m in messages if m["type"] == "progress"]
     invert = [p["value"] for p in progress if p["node"] == "5"]

@@ -69,6 +69,17 @@ def test_drag_iterations_ride_on_the_first_denoising_steps_then_reference_contro
     assert [k for k, _ in progress] == sorted(k for k, _ in progress)
 
 
+def test_the_control_during_drag_option_puts_reference_control_on_the_drag_steps_too():
+    backbone = RecordingBackbone()
+    config = GoodDragConfig(drag_end_step=3, track_per_step=1, drag_per_track=1, max_track_no_change=100,
+                            control_during_drag=True)
+    result = alternating_drag_denoise(backbone, _state(), HANDLE, FAR, None, config, mutual=MUTUAL)
+    assert result.drag_steps == 3 and backbone.mutual_indices() == set(range(START, 50))
+    default = alternating_drag_denoise(ToyBackbone(), _state(), HANDLE, FAR, None, replace(config, control_during_drag=False),
+                                       mutual=MUTUAL)
+    assert torch.equal(default.handles, result.handles)  # (the toy backbone ignores the control itself)
+
+
 def test_the_tracking_state_carries_across_steps_and_the_early_stop_counts_across_them():
     # Features that never change: every tracking finds the handle where it was. With 3 trackings per step and an
     # early stop after 4 unchanged ones, step 40 makes 3, and step 41 stops at its first after 3 Adam steps.

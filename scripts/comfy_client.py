@@ -224,9 +224,11 @@ def sacdrag_graph(points_json: str, steps: int = 10, drag_step: int = 5, sac_ste
 
 
 def widget_defaults(node_class: type) -> dict:
-    """A node's required inputs that have a default (its widgets), at their defaults."""
-    return {name: spec[1]["default"] for name, spec in node_class.INPUT_TYPES()["required"].items()
-            if len(spec) > 1 and "default" in spec[1]}
+    """A node's inputs that have a default (its widgets, optional ones too: the frontend saves those), at their
+    defaults."""
+    inputs = node_class.INPUT_TYPES()
+    return {name: spec[1]["default"] for group in ("required", "optional")
+            for name, spec in inputs.get(group, {}).items() if len(spec) > 1 and "default" in spec[1]}
 
 
 def gooddrag_inputs(**changes) -> dict:

@@ -49,7 +49,7 @@ def optimizer_inputs(config, state_tooltip: str, own: dict, after_tracking: dict
     the order must not change): model, state, drag_points, the node's ``own`` widgets, the tracking widgets,
     ``after_tracking``, seed and precision; motion_anchor optional (when ``anchor``). ``config``: the node's
     defaults (a DragConfig or GoodDragConfig)."""
-    inputs = {
+    return {
         "required": {
             "model": ("MODEL", {"tooltip": "The model the state was inverted with (LoRA applied)."}),
             "state": (STATE_TYPE, {"tooltip": state_tooltip}),
@@ -70,7 +70,6 @@ def optimizer_inputs(config, state_tooltip: str, own: dict, after_tracking: dict
         },
         "hidden": {"unique_id": "UNIQUE_ID"},
     }
-    return inputs
 
 
 def check_anchor(node: str, motion_anchor: str) -> None:

@@ -241,8 +241,10 @@ def gooddrag_inputs(**changes) -> dict:
 def gooddrag_graph(points_json: str, steps: int = 20, **widgets) -> dict:
     """GoodDrag without the LoRA: … → DragPoints → DDIMInvert (0.75) → AlternatingDragDenoise (node "10") →
     VAEDecode → SaveImage (and the drag preview saved as node "11"); ``widgets`` change the node's defaults."""
+    from dragkit.drag_core.gooddrag import INVERSION_STRENGTH
+
     graph = drag_graph(points_json, steps=steps)
-    graph["5"]["inputs"]["inversion_strength"] = 0.75
+    graph["5"]["inputs"]["inversion_strength"] = INVERSION_STRENGTH
     graph["10"] = {
         "class_type": "DragKitAlternatingDragDenoise",
         "inputs": {"model": ["1", 0], "state": ["5", 0], "drag_points": ["9", 0], **gooddrag_inputs(**widgets)},
@@ -252,12 +254,14 @@ def gooddrag_graph(points_json: str, steps: int = 20, **widgets) -> dict:
     return graph
 
 
-def toy_gooddrag_graph(image: str, prompt: str, points_json: str, lora_steps: int = 70, **widgets) -> dict:
+def toy_gooddrag_graph(image: str, prompt: str, points_json: str, lora_steps: int | None = None, **widgets) -> dict:
     """GoodDrag with its defaults on the bundled toy model (the `make demo` GoodDrag graph): the DragDiffusion demo
     graph with GoodDrag's LoRA (70 steps), DDIMInvert at 0.75 and AlternatingDragDenoise (node "8") straight into
     VAEDecode; ``widgets`` change the node's defaults."""
-    graph = toy_drag_graph(image, prompt, points_json, lora_steps=lora_steps)
-    graph["7"]["inputs"]["inversion_strength"] = 0.75
+    from dragkit.drag_core.gooddrag import INVERSION_STRENGTH, LORA_STEPS
+
+    graph = toy_drag_graph(image, prompt, points_json, lora_steps=LORA_STEPS if lora_steps is None else lora_steps)
+    graph["7"]["inputs"]["inversion_strength"] = INVERSION_STRENGTH
     graph["8"] = {
         "class_type": "DragKitAlternatingDragDenoise",
         "inputs": {"model": ["4", 0], "state": ["7", 0], "drag_points": ["5", 0], **gooddrag_inputs(**widgets)},

@@ -84,6 +84,20 @@ class DragResult:
     reached: bool = False  # stopped because every handle reached its target
     final_distance: float = math.nan  # mean handle→target distance at the end, grid cells
 
+    def summary(self, pairs, width: int, height: int, final_handles: list) -> dict:
+        """The machine-readable summary every front end reports (the nodes' ``ui["drag"]``, the Python API):
+        distances in pixels of the edited image (grid cells are 2 px); ``pairs`` (handle, target) and
+        ``final_handles`` in pixels of the ``width``×``height`` image the points were placed on."""
+        return {
+            "iterations": self.iterations, "steps": self.steps, "unet_passes": self.unet_passes,
+            "reached": self.reached, "skipped_steps": len(self.skipped_steps),
+            "initial_distance_px": 2 * self.distances[0] if self.distances else None,
+            "final_distance_px": 2 * self.final_distance,
+            "width": width, "height": height,
+            "pairs": [{"handle": list(h), "target": list(t)} for h, t in pairs],
+            "final_handles": final_handles,
+        }
+
 
 @dataclass(frozen=True)
 class UNetStep:

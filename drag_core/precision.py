@@ -30,6 +30,13 @@ class LossScaler:
             self.scale, self._clean = self.scale / 2, 0
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto': the reference's fp16 autocast + loss scaling on CUDA, fp32 elsewhere."""
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return precision
+
+
 def autocast_for(device: torch.device, precision: str):
     """A context factory: mixed precision for the UNet forward, or nothing for fp32."""
     if precision == "fp32":

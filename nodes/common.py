@@ -170,13 +170,6 @@ def progress_callback(total: int):
     return callback
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto': the reference's fp16 autocast + loss scaling on CUDA, fp32 elsewhere."""
-    if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    return precision
-
-
 def send_text(node_id, text: str) -> None:
     """Show a line of text on the node while it runs (no-op outside a server)."""
     if node_id is None:

@@ -10,6 +10,7 @@ import time
 import torch
 
 from ..drag_core.lora import LoRAConfig, lora_parameter_count, train_identity_lora
+from ..drag_core.precision import resolve_precision
 from .comfy_lora import (
     apply_lora,
     attach_lora,
@@ -23,7 +24,7 @@ from .comfy_lora import (
     write_safetensors,
 )
 from .comfy_unet import ComfyBackbone
-from .common import CATEGORY, backbone_for, progress_callback, resolve_precision, send_text, single_image, text_context
+from .common import CATEGORY, backbone_for, progress_callback, send_text, single_image, text_context
 from .errors import DragKitInputError
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ import torch
 from ..drag_core.drag_loop import MOTION_ANCHORS, DragConfig, DragResult
 from ..drag_core.mask import editable_mask_for_latent
 from ..drag_core.points import PointsError, grid_points, to_pixels
+from ..drag_core.precision import resolve_precision
 from ..drag_core.state import DiffusionState
 from .comfy_unet import ComfyBackbone, image_size
 from .common import (
@@ -28,7 +29,6 @@ from .common import (
     check_same_schedule,
     check_state,
     progress_callback,
-    resolve_precision,
     run_core,
     send_text,
 )
@@ -140,15 +140,9 @@ def drag_summary(result: DragResult, tracked: PointsOnImage) -> dict:
     """The machine-readable summary an optimizing node puts in ``ui["drag"]``: it reaches API users through
     /history and the DragPoints editor through the "executed" event (final tracked handles, in the pixels
     of the image the points were placed on)."""
-    return {
-        "iterations": result.iterations, "steps": result.steps, "unet_passes": result.unet_passes,
-        "reached": result.reached, "skipped_steps": len(result.skipped_steps),
-        "initial_distance_px": 2 * result.distances[0] if result.distances else None,
-        "final_distance_px": 2 * result.final_distance,
-        "width": tracked.points.width, "height": tracked.points.height,
-        "pairs": [{"handle": list(h), "target": list(t)} for h, t in tracked.points.pairs],
-        "final_handles": [list(path[-1]) if path else None for path in tracked.trajectories],
-    }
+    points = tracked.points
+    final = [list(path[-1]) if path else None for path in tracked.trajectories]
+    return result.summary(points.pairs, points.width, points.height, final)
 
 
 def drag_outputs(out_state: Any, drag_points: PointsOnImage, result: DragResult, image_h: int,

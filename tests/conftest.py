@@ -16,6 +16,18 @@ import comfyenv
 comfyenv.register_pack()  # before any test module is collected: unit tests import dragkit.drag_core
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: a second thread only adds contention on a shared 2-core machine (with two threads and another
+    process busy, a pass of a tiny UNet took 100× longer)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def mini_checkpoint() -> Path:
     """The random-weight "mini" SD1.5 checkpoint, generated once into .cache/ (never committed)."""

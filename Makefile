@@ -1,7 +1,7 @@
 # DragKit developer commands. `make setup` is called by the others and is idempotent.
 PY := .venv/bin/python
 
-.PHONY: setup test test-fast test-browser lint ui demo clean
+.PHONY: setup test test-fast test-browser lint ui demo gpu gpu-smoke gpu-bundle clean
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +29,18 @@ ui: setup
 
 demo: setup
 	$(PY) scripts/demo.py
+
+# The GPU check (bench/gpu.py): every graph on a full-size random SD1.5 at 512 px, timed, then the GPU tests.
+gpu: setup
+	$(PY) bench/gpu.py --tests
+
+# The same script at toy sizes on the CPU (a rehearsal; make test runs it too).
+gpu-smoke: setup
+	$(PY) bench/gpu.py --cpu-smoke
+
+# .gpu/: what a bare GPU machine lacks (a trimmed ComfyUI tree, wheels if any); bench/gpu_run.sh runs it there.
+gpu-bundle: setup
+	$(PY) bench/gpu_bundle.py
 
 clean:
 	rm -rf .venv .comfyui .cache outputs

@@ -30,7 +30,7 @@ from .gooddrag import INVERSION_STRENGTH as GOODDRAG_INVERSION
 from .gooddrag import LORA_STEPS as GOODDRAG_LORA_STEPS
 from .gooddrag import GoodDragConfig, alternating_drag_denoise
 from .inversion import ddim_invert
-from .lora import LoRAConfig, train_identity_lora
+from .lora import LoRAConfig, posterior_sampler, train_identity_lora
 from .mask import editable_mask_for_latent
 from .peft_lora import (
     LoRAFileError,
@@ -152,12 +152,11 @@ class DragPipeline:
         """The identity LoRA's encoder: crops in [−1, 1] → a posterior *sample* (SPEC §1.1)."""
 
         @torch.no_grad()
-        def encode(crops: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        def moments(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             dist = self.vae.encode(crops.to(self.device, self.vae.dtype)).latent_dist
-            noise = torch.randn(dist.mean.shape, generator=generator).to(self.device)
-            return ((dist.mean.float() + dist.std.float() * noise) * self.latent_scale).cpu()
+            return dist.mean.float(), dist.std.float()
 
-        return encode
+        return posterior_sampler(moments, lambda z: z * self.latent_scale)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:

@@ -92,6 +92,35 @@ def random_square_crops(image: torch.Tensor, size: int, count: int, generator: t
 EpsFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # (batch of crops in [−1, 1], generator) → a sample of the VAE posterior × the latent scale
 EncodeFunction = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+# batch of crops in [−1, 1] → the VAE posterior's (mean, std), each (B, C, h, w), in the VAE's own space
+MomentsFunction = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def posterior_sampler(moments: MomentsFunction, to_latent: Callable[[torch.Tensor], torch.Tensor]) -> EncodeFunction:
+    """The LoRA's encoder from a backend's VAE ``moments`` and its latent scaling ``to_latent``: mean + std·noise
+    (SPEC §1.1 samples the posterior), noise drawn from the training generator as (batch, C, h, w).
+
+    A batch of identical crops is encoded once, and the last such picture's moments are kept for the next batch
+    equal to it. Every crop of a square image is the whole picture resized to the crop size, so an 80-step LoRA
+    on a square image encodes one picture instead of 320: the same posterior, sampled with the same noise, so the
+    same training distribution (only the encoder's batch-size rounding differs). Other images are encoded batch
+    by batch as before."""
+    last: list[torch.Tensor] = []  # [crop, mean, std] of the last identical batch
+
+    def encode(crops: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        first = crops[:1]
+        identical = bool((crops == first).all())
+        if identical and last and torch.equal(last[0], first):
+            mean, std = last[1], last[2]
+        elif identical:
+            mean, std = moments(first)
+            last[:] = [first.clone(), mean, std]
+        else:
+            mean, std = moments(crops)
+        noise = torch.randn((crops.shape[0], *mean.shape[1:]), generator=generator).to(mean.device)
+        return to_latent((mean.float() + std.float() * noise).cpu())
+
+    return encode
 
 
 @dataclass

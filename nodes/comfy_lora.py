@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..drag_core.lora import LoRAConfig, LoRADelta
+from ..drag_core.lora import posterior_sampler as sample_posterior
 from .comfy_unet import latent_in
 
 log = logging.getLogger(__name__)
@@ -82,25 +83,24 @@ def to_kohya(model, lora: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def posterior_sampler(vae, model):
-    """(crops in [−1, 1], generator) → a *sample* of the VAE posterior in the model's latent space.
+    """(crops in [−1, 1], generator) → a *sample* of the VAE posterior in the model's latent space
+    (``drag_core.lora.posterior_sampler``: identical crops are encoded once).
 
     ComfyUI's VAE.encode returns the posterior mean; SPEC §1.1 samples, so this reads the moments."""
     import comfy.model_management
 
-    def encode(crops: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def moments(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         comfy.model_management.throw_exception_if_processing_interrupted()
         comfy.model_management.load_models_gpu([vae.patcher])
         first_stage = vae.first_stage_model
         x = crops.to(device=vae.device, dtype=vae.vae_dtype)
-        moments = first_stage.encoder(x)
+        out = first_stage.encoder(x)
         if getattr(first_stage, "quant_conv", None) is not None:
-            moments = first_stage.quant_conv(moments)
-        mean, logvar = moments.float().chunk(2, dim=1)
-        std = (0.5 * logvar.clamp(-30.0, 20.0)).exp()
-        noise = torch.randn(mean.shape, generator=generator).to(mean.device)
-        return latent_in(model, (mean + std * noise).cpu())
+            out = first_stage.quant_conv(out)
+        mean, logvar = out.float().chunk(2, dim=1)
+        return mean, (0.5 * logvar.clamp(-30.0, 20.0)).exp()
 
-    return encode
+    return sample_posterior(moments, lambda z: latent_in(model, z))
 
 
 def sample_indices(n: int, count: int = 1024) -> torch.Tensor:

@@ -45,15 +45,16 @@ def register_pack() -> ModuleType:
     return module
 
 
-def setup() -> None:
-    """Import ComfyUI in-process (CPU) and load the pack as ComfyUI does (its nodes registered)."""
+def setup(cpu: bool = True) -> None:
+    """Import ComfyUI in-process and load the pack as ComfyUI does (its nodes registered). ``cpu``: run on the CPU
+    (tests, CPU benchmarks); False lets ComfyUI pick its device as it would (bench/gpu.py)."""
     global _ready
     if _ready:
         return
     sys.path.insert(0, str(comfyui_dir()))
     import comfy.cli_args
 
-    comfy.cli_args.args.cpu = True
+    comfy.cli_args.args.cpu = cpu
     comfy.cli_args.args.use_pytorch_cross_attention = True
     import utils.extra_config  # noqa: F401  (before `nodes`, or `import utils` finds comfy/utils.py)
 

@@ -80,3 +80,37 @@ def test_training_is_deterministic_for_a_seed():
     a, da, _ = _toy_problem(steps=5)
     b, db, _ = _toy_problem(steps=5)
     assert a.losses == b.losses and torch.equal(da.up, db.up)
+
+
+def _counting_moments(calls: list[int]):
+    def moments(crops):
+        calls.append(crops.shape[0])
+        pooled = torch.nn.functional.avg_pool2d(crops, 8)
+        return torch.cat([pooled, pooled.mean(1, keepdim=True)], 1), 0.1 + pooled.abs().mean(1, keepdim=True).expand(-1, 4, -1, -1)
+    return moments
+
+
+def _naive_sampler(moments):
+    """The sampler without the identical-crop cache: every batch encoded."""
+    def encode(crops, generator):
+        mean, std = moments(crops)
+        return (mean + std * torch.randn(mean.shape, generator=generator)) * 0.5
+    return encode
+
+
+@pytest.mark.parametrize("height, width, encodes", [(48, 48, [1]), (48, 80, None)])
+def test_a_square_image_is_encoded_once_with_the_same_samples(height, width, encodes):
+    """Every crop of a square image is the whole picture: one encode for the whole LoRA, and the latents drawn are
+    exactly those of encoding every batch (same posterior, same noise); other images are encoded per batch."""
+    from dragkit.drag_core.lora import posterior_sampler
+
+    image = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    cached_calls, naive_calls = [], []
+    cached = posterior_sampler(_counting_moments(cached_calls), lambda z: z * 0.5)
+    naive = _naive_sampler(_counting_moments(naive_calls))
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for _ in range(6):
+        a = cached(random_square_crops(image, 32, 4, g1), g1)
+        b = naive(random_square_crops(image, 32, 4, g2), g2)
+        torch.testing.assert_close(a, b)
+    assert cached_calls == (encodes or [4] * 6) and naive_calls == [4] * 6

@@ -122,6 +122,10 @@ class DragPipeline:
     def from_diffusers(cls, pipe, device: str | torch.device | None = None) -> DragPipeline:
         """The parts of an already loaded ``StableDiffusionPipeline`` (moved to ``device``, default CUDA, MPS or
         CPU, whichever exists)."""
+        prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
+        if prediction != "epsilon":
+            raise DragKitError(f"path: this model predicts {prediction!r}; DragKit's methods need an ε-prediction "
+                               "SD1.x/2.x model (e.g. SD1.5 or SD2.1-base, not the 768 px v-prediction SD2.x)")
         device = torch.device(device) if device is not None else _default_device()
         alphas = _alphas_cumprod(pipe.scheduler)
         for part in (pipe.unet, pipe.vae, pipe.text_encoder):

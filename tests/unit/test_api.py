@@ -135,6 +135,17 @@ def test_a_unet_with_the_users_own_adapters_is_refused_not_stripped(pipeline_dir
     assert sum(1 for m in pipe.unet.modules() if hasattr(m, "lora_A") and "style" in m.lora_A) == 32
 
 
+def test_a_v_prediction_model_is_refused(pipeline_dir):
+    from diffusers import StableDiffusionPipeline
+
+    from dragkit.drag_core.api import DragKitError, DragPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(pipeline_dir, local_files_only=True)
+    pipe.scheduler.register_to_config(prediction_type="v_prediction")
+    with pytest.raises(DragKitError, match="predicts 'v_prediction'"):
+        DragPipeline.from_diffusers(pipe, device="cpu")
+
+
 def test_load_refuses_what_is_not_a_pipeline(tmp_path):
     from dragkit.drag_core.api import DragKitError, DragPipeline
 

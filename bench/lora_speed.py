@@ -35,13 +35,22 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--path", choices=("merged", "low_rank", "reference"), default="merged",
+                        help="merged: DragKit's LoRA (weight wrappers W + scale·up·down; a square image encoded "
+                        "once); low_rank: the same with hooks adding scale·up(down(x)); reference: the authors' "
+                        "formulation emulated (low-rank layers, every step's crops encoded)")
     args = parser.parse_args()
     comfyenv.setup()
     import comfy.sd
     import folder_paths
 
     import make_test_checkpoint
+    from dragkit.nodes import comfy_lora, lora_nodes
     from dragkit.nodes.lora_nodes import IdentityLoRATrain
+
+    lora_nodes.TRAINING_PATH = "merged" if args.path == "merged" else "low_rank"
+    if args.path == "reference":  # the reference encodes each step's 4 crops, whatever the image
+        lora_nodes.posterior_sampler = lambda vae, model: comfy_lora.posterior_sampler(vae, model, reuse=False)
 
     checkpoint = make_test_checkpoint.make_checkpoint(comfy_client.CACHE / "dragkit-full-sd15-random.safetensors", "full")
     folder_paths.models_dir = tempfile.mkdtemp(prefix="dragkit-lora-bench-")
@@ -58,7 +67,8 @@ def main() -> None:
         times[run] = time.monotonic() - started
         log.info("%s: %.2f s", run, times[run])
     result = {
-        "command": " ".join(sys.argv), "size": args.size, "steps": args.steps, "batch": 4, "rank": 16,
+        "command": " ".join(sys.argv), "path": args.path, "size": args.size, "steps": args.steps, "batch": 4,
+        "rank": 16,
         "train_seconds_total": round(times["train"], 2),
         "seconds_per_step_upper_bound": round(times["train"] / args.steps, 2),
         "cache_hit_seconds": round(times["cache hit"], 2), "threads": torch.get_num_threads(),

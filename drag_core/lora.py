@@ -65,6 +65,10 @@ class LoRADelta(torch.nn.Module):
         delta = (self.up @ self.down) * self.scale
         return weight + delta.to(device=weight.device, dtype=weight.dtype)
 
+    def low_rank(self, x: torch.Tensor) -> torch.Tensor:
+        """scale·up(down(x)): the delta's contribution to a projection's output, as the reference computes it."""
+        return F.linear(F.linear(x, self.down.to(x.device, x.dtype)), self.up.to(x.device, x.dtype)) * self.scale
+
 
 def lora_parameter_count(shapes: Sequence[tuple[int, int]], rank: int) -> int:
     """rank · (in + out) for every adapted (out, in) weight."""
@@ -96,7 +100,8 @@ EncodeFunction = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 MomentsFunction = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def posterior_sampler(moments: MomentsFunction, to_latent: Callable[[torch.Tensor], torch.Tensor]) -> EncodeFunction:
+def posterior_sampler(moments: MomentsFunction, to_latent: Callable[[torch.Tensor], torch.Tensor],
+                      reuse: bool = True) -> EncodeFunction:
     """The LoRA's encoder from a backend's VAE ``moments`` and its latent scaling ``to_latent``: mean + std·noise
     (SPEC §1.1 samples the posterior), noise drawn from the training generator as (batch, C, h, w).
 
@@ -104,12 +109,12 @@ def posterior_sampler(moments: MomentsFunction, to_latent: Callable[[torch.Tenso
     equal to it. Every crop of a square image is the whole picture resized to the crop size, so an 80-step LoRA
     on a square image encodes one picture instead of 320: the same posterior, sampled with the same noise, so the
     same training distribution (only the encoder's batch-size rounding differs). Other images are encoded batch
-    by batch as before."""
+    by batch as before. ``reuse`` False encodes every batch (the reference's cost, for benchmarks)."""
     last: list[torch.Tensor] = []  # [crop, mean, std] of the last identical batch
 
     def encode(crops: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         first = crops[:1]
-        identical = bool((crops == first).all())
+        identical = reuse and bool((crops == first).all())
         if identical and last and torch.equal(last[0], first):
             mean, std = last[1], last[2]
         elif identical:

@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -47,6 +49,28 @@ def attach_lora(patcher, config: LoRAConfig) -> dict[str, LoRADelta]:
     return deltas
 
 
+@contextmanager
+def low_rank_hooks(patcher, config: LoRAConfig) -> Iterator[dict[str, LoRADelta]]:
+    """Fresh LoRA deltas (drawn exactly as :func:`attach_lora` draws them) applied as the reference applies them:
+    each projection's output gains scale·up(down(x)), by a forward hook on the module, for the duration of the
+    block. The same function of the weights as the merged W + scale·up·down, but the backward never forms a
+    full-size weight gradient. The hooks sit on the modules the clone shares with the input model, so they are
+    removed when the block ends, whatever happens."""
+    generator = torch.Generator().manual_seed(config.seed)
+    unet = patcher.model.diffusion_model
+    deltas, handles = {}, []
+    try:
+        for key, out_f, in_f in attention_projections(patcher):
+            delta = LoRADelta(in_f, out_f, config.rank, config.scale, generator)
+            deltas[key] = delta
+            module = unet.get_submodule(key[len("diffusion_model."):])
+            handles.append(module.register_forward_hook(lambda m, args, out, d=delta: out + d.low_rank(args[0]).to(out.dtype)))
+        yield deltas
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def lora_model_dict(deltas: dict[str, LoRADelta], config: LoRAConfig) -> dict[str, torch.Tensor]:
     """The LORA_MODEL value: ComfyUI-native keys, as core SaveLoRA / LoraModelLoader use them."""
     alpha = torch.tensor(config.scale * config.rank)
@@ -82,7 +106,7 @@ def to_kohya(model, lora: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def posterior_sampler(vae, model):
+def posterior_sampler(vae, model, reuse: bool = True):
     """(crops in [−1, 1], generator) → a *sample* of the VAE posterior in the model's latent space
     (``drag_core.lora.posterior_sampler``: identical crops are encoded once).
 
@@ -100,7 +124,7 @@ def posterior_sampler(vae, model):
         mean, logvar = out.float().chunk(2, dim=1)
         return mean, (0.5 * logvar.clamp(-30.0, 20.0)).exp()
 
-    return sample_posterior(moments, lambda z: latent_in(model, z))
+    return sample_posterior(moments, lambda z: latent_in(model, z), reuse)
 
 
 def sample_indices(n: int, count: int = 1024) -> torch.Tensor:

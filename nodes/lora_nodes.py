@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -19,6 +20,7 @@ from .comfy_lora import (
     cache_store,
     content_hashes,
     lora_model_dict,
+    low_rank_hooks,
     posterior_sampler,
     to_kohya,
     write_safetensors,
@@ -28,6 +30,12 @@ from .common import CATEGORY, backbone_for, progress_callback, send_text, single
 from .errors import DragKitInputError
 
 log = logging.getLogger(__name__)
+
+# How the LoRA acts while it trains: "merged" patches W + scale·up·down as a weight wrapper; "low_rank" adds
+# scale·up(down(x)) to each projection's output (the reference's formulation: no full-size weight gradient). The
+# same function and factors (tested); on this 2-core CPU the low-rank form was no faster (docs/BENCHMARKS.md), so
+# the merged one stays. bench/lora_speed.py --path measures both.
+TRAINING_PATH = "merged"
 
 _SAFE_NAME = re.compile(r"^[\w\-. ]+$")
 
@@ -108,8 +116,13 @@ class IdentityLoRATrain:
         node = IdentityLoRATrain.NAME
         patcher = backbone.patcher  # already a clone of the input model
         shapes = [(o, i) for _, o, i in attention_projections(model)]
-        with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes in inference mode
-            deltas = attach_lora(patcher, config)
+        def adapters():  # made inside the block below: LoRA factors must not be inference tensors
+            if TRAINING_PATH == "low_rank":
+                return low_rank_hooks(patcher, config)
+            return contextlib.nullcontext(attach_lora(patcher, config))
+
+        # ComfyUI runs nodes in inference mode
+        with torch.inference_mode(False), torch.enable_grad(), adapters() as deltas:
             parameters = [p for d in deltas.values() for p in d.parameters()]
             log.info("%s: %d adapted projections, %d LoRA parameters, %d steps × batch %d at %d px (%s)", node,
                      len(deltas), lora_parameter_count(shapes, config.rank), config.steps, config.batch_size,

@@ -209,3 +209,25 @@ def test_the_training_adapters_do_not_linger_on_the_input_model(mini, comfy_fold
     lingering = [m for m in mini.model.model.modules() for f in getattr(m, "weight_function", []) if isinstance(f, LoRADelta)]
     assert not lingering
     assert torch.equal(before, after)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("image", [IMAGE, torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))],
+                         ids=["non-square", "square"])
+def test_the_low_rank_path_trains_the_same_lora_as_the_merged_path_and_leaves_no_hook(mini, comfy_folders,
+                                                                                     monkeypatch, image):
+    """scale·up(down(x)) added to each projection's output is the merged W + scale·up·down applied to x: the same
+    losses and the same trained factors (fp32 rounding apart), and no hook stays on the input model's modules."""
+    from dragkit.nodes import lora_nodes
+
+    runs = {}
+    for path in ("merged", "low_rank"):
+        monkeypatch.setattr(lora_nodes, "TRAINING_PATH", path)
+        runs[path] = _train(mini, image=image, steps=3, lr=1e-2)[1]
+    merged, low_rank = runs["merged"], runs["low_rank"]
+    assert merged.keys() == low_rank.keys()
+    ups = [k for k in merged if k.endswith("lora_up.weight")]
+    assert max(float(merged[k].abs().max()) for k in ups) > 1e-3  # training moved the factors
+    worst = max(float((merged[k] - low_rank[k]).abs().max()) for k in merged)
+    assert worst < 0.3 * 1e-2  # well under one Adam step (lr 1e-2) anywhere
+    assert not any(m._forward_hooks for m in mini.model.model.diffusion_model.modules())

@@ -114,3 +114,15 @@ def test_a_square_image_is_encoded_once_with_the_same_samples(height, width, enc
         b = naive(random_square_crops(image, 32, 4, g2), g2)
         torch.testing.assert_close(a, b)
     assert cached_calls == (encodes or [4] * 6) and naive_calls == [4] * 6
+
+
+def test_the_low_rank_form_is_the_merged_weight_applied():
+    """W·x + scale·up(down(x)) (the reference's form, DragKit's while training) = (W + scale·up·down)·x."""
+    generator = torch.Generator().manual_seed(4)
+    delta = LoRADelta(12, 20, 4, 0.5, generator)
+    with torch.no_grad():
+        delta.up.normal_(generator=generator)
+    weight = torch.randn(20, 12, generator=generator)
+    x = torch.randn(3, 7, 12, generator=generator)
+    merged = torch.nn.functional.linear(x, delta(weight))
+    torch.testing.assert_close(torch.nn.functional.linear(x, weight) + delta.low_rank(x), merged)

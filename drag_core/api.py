@@ -94,6 +94,7 @@ class DragPipeline:
     tokenizer: Any
     alphas_cumprod: torch.Tensor
     device: torch.device
+    prediction_type: str = "epsilon"  # or "v_prediction" (SD2.x at 768 px): the backbone converts it to ε
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None, config: str | Path | None = None,
@@ -123,17 +124,17 @@ class DragPipeline:
         """The parts of an already loaded ``StableDiffusionPipeline`` (moved to ``device``, default CUDA, MPS or
         CPU, whichever exists)."""
         prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
-        if prediction != "epsilon":
-            raise DragKitError(f"path: this model predicts {prediction!r}; DragKit's methods need an ε-prediction "
-                               "SD1.x/2.x model (e.g. SD1.5 or SD2.1-base, not the 768 px v-prediction SD2.x)")
+        if prediction not in ("epsilon", "v_prediction"):
+            raise DragKitError(f"path: this model predicts {prediction!r}; DragKit takes ε- or v-prediction "
+                               "SD1.x/2.x models")
         device = torch.device(device) if device is not None else _default_device()
         alphas = _alphas_cumprod(pipe.scheduler)
         for part in (pipe.unet, pipe.vae, pipe.text_encoder):
             part.to(device)
-        return cls(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, alphas, device)
+        return cls(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, alphas, device, prediction)
 
     def backbone(self) -> DiffusersBackbone:
-        return DiffusersBackbone(self.unet, self.alphas_cumprod, self.device)
+        return DiffusersBackbone(self.unet, self.alphas_cumprod, self.device, self.prediction_type)
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> torch.Tensor:

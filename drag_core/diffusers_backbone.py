@@ -73,8 +73,14 @@ class DiffusersBackbone:
     """
 
     def __init__(self, unet: torch.nn.Module, alphas_cumprod: torch.Tensor | None = None,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, prediction_type: str = "epsilon") -> None:
         check_sd_unet(unet)
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise DiffusersBackboneError("prediction_type", f"the UNet predicts {prediction_type!r}; DragKit takes "
+                                         "ε- or v-prediction SD1.x/2.x models")
+        # v-prediction (SD2.x at 768 px): ε = √ᾱ·v + √(1−ᾱ)·z_t, so every method still sees ε (as ComfyUI's
+        # adapter, which derives ε from ComfyUI's denoised output, does for any parametrisation).
+        self.prediction_type = prediction_type
         self.unet = unet
         self.alphas_cumprod = (scaled_linear_alphas_cumprod() if alphas_cumprod is None
                                else alphas_cumprod.detach().double().cpu())
@@ -136,8 +142,12 @@ class DiffusersBackbone:
             if request.mutual is not None:
                 stack.enter_context(self._mutual(request.mutual, z.shape[0]))
             eps = self.unet(z.to(self.dtype), steps, encoder_hidden_states=context.to(self.dtype), return_dict=False)[0]
+        eps = eps.float()
+        if self.prediction_type == "v_prediction":
+            alpha = self.alphas_cumprod[steps.cpu()].float().to(z.device).reshape(-1, 1, 1, 1)
+            eps = alpha.sqrt() * eps + (1 - alpha).sqrt() * z.float()
         return UNetOutput(
-            eps=eps.float(),
+            eps=eps,
             features=[features[b].float() for b in request.feature_blocks],
             bottleneck=captured[0].float() if request.capture_bottleneck else None,
         )

@@ -135,14 +135,27 @@ def test_a_unet_with_the_users_own_adapters_is_refused_not_stripped(pipeline_dir
     assert sum(1 for m in pipe.unet.modules() if hasattr(m, "lora_A") and "style" in m.lora_A) == 32
 
 
-def test_a_v_prediction_model_is_refused(pipeline_dir):
+def test_a_v_prediction_model_is_converted_to_epsilon(pipeline_dir):
+    """ε = √ᾱ·v + √(1−ᾱ)·z_t: the backbone of a v-prediction pipeline hands the methods ε, and an edit runs."""
     from diffusers import StableDiffusionPipeline
 
-    from dragkit.drag_core.api import DragKitError, DragPipeline
+    from dragkit.drag_core.api import DragKitError, DragPipeline, edit
 
     pipe = StableDiffusionPipeline.from_pretrained(pipeline_dir, local_files_only=True)
     pipe.scheduler.register_to_config(prediction_type="v_prediction")
-    with pytest.raises(DragKitError, match="predicts 'v_prediction'"):
+    drag_pipe = DragPipeline.from_diffusers(pipe, device="cpu")
+    backbone = drag_pipe.backbone()
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    context = drag_pipe.encode_prompt("a red square")
+    with torch.no_grad():
+        v = pipe.unet(z, torch.tensor([681, 301]), encoder_hidden_states=context.expand(2, -1, -1)).sample
+    alpha = drag_pipe.alphas_cumprod[[681, 301]].float().reshape(-1, 1, 1, 1)
+    with torch.no_grad():
+        eps = backbone(z, torch.tensor([681, 301]), context).eps
+    torch.testing.assert_close(eps, alpha.sqrt() * v + (1 - alpha).sqrt() * z)
+    assert edit(drag_pipe, _picture(), POINTS, lora=None, options={"max_iterations": 1}, steps=5).image.size == (64, 64)
+    pipe.scheduler.register_to_config(prediction_type="sample")
+    with pytest.raises(DragKitError, match="predicts 'sample'"):
         DragPipeline.from_diffusers(pipe, device="cpu")
 
 

@@ -246,8 +246,8 @@ def edit(
     # "auto" as in the nodes: fp16 autocast with loss scaling on CUDA (the reference), fp32 elsewhere.
     precision = resolve_precision(options.pop("precision", "auto"), pipe.device)
     config = _configure(spec.config, {**options, "precision": precision})
-    if not isinstance(steps, int) or steps < 1:
-        raise DragKitError(f"steps: must be a whole number ≥ 1, got {steps!r}")
+    if not isinstance(steps, int) or not 1 <= steps <= 1000:
+        raise DragKitError(f"steps: must be a whole number in [1, 1000], got {steps!r}")
     if method == "sacdrag" and steps <= DRAG_STEP:
         raise DragKitError(f"steps: the training-free drag drags at step {DRAG_STEP}; give more than {DRAG_STEP} steps")
     strength = spec.inversion_strength if inversion_strength is None else float(inversion_strength)
@@ -256,6 +256,10 @@ def edit(
     pixels = _pixels(image)
     height, width = pixels.shape[-2:]
     drag_points = _points(points, mask, width, height)
+    try:  # before any model work: a bad point costs nothing
+        handles, targets = grid_points(drag_points, height, width)
+    except PointsError as e:
+        raise DragKitError(f"points: {e}") from None
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -284,10 +288,6 @@ def edit(
         state = DiffusionState(schedule, steps - n, z_t.cpu(), context,
                                edit_context=None if edit_prompt is None else pipe.encode_prompt(edit_prompt))
         lap("invert")
-        try:
-            handles, targets = grid_points(drag_points, height, width)
-        except PointsError as e:
-            raise DragKitError(f"points: {e}") from None
         mask_latent = editable_mask_for_latent(drag_points.mask_tensor(), height, width, *z0.shape[-2:])
         result, clean = _run_method(method, backbone, state, handles, targets, mask_latent, config, progress,
                                     (height // 2, width // 2))
@@ -355,7 +355,10 @@ def _lora(pipe, pixels, context, lora, spec: Method, lora_steps, resolution, pre
     steps = spec.lora_steps if lora_steps is None else lora_steps
     if steps < 1:
         return None
-    config = LoRAConfig(steps=steps, resolution=resolution, precision=precision)
+    try:
+        config = LoRAConfig(steps=steps, resolution=resolution, precision=precision)
+    except ValueError as e:
+        raise DragKitError(f"lora_steps / lora_resolution: {e}") from None
     return train_lora(pipe, pixels, context, config, progress)
 
 

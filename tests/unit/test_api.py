@@ -112,6 +112,8 @@ def test_a_picture_not_a_multiple_of_8_is_resized_and_the_points_follow(pipe):
     ({"lora": "/nonexistent/lora.safetensors"}, "lora: /nonexistent/lora.safetensors does not exist"),
     ({"inversion_strength": 1.5}, "inversion_strength: must be in"),
     ({"edit_prompt": "a cat"}, "edit_prompt: only the training-free drag"),
+    ({"steps": 5000}, "steps: must be a whole number in"),
+    ({"lora": "train", "lora_resolution": 4}, "lora_steps / lora_resolution: "),
     ({"lora": {"lora_unet_foo.alpha": torch.tensor(1.0)}}, "lora: the LoRA names 'lora_unet_foo.alpha'"),
     ({"method": "sacdrag", "steps": 10}, "steps: the training-free drag drags at step 10"),
 ])

@@ -69,6 +69,12 @@ import numpy as np
 log = logging.getLogger("dragkit.dragbench")
 
 REPO = Path(__file__).resolve().parent.parent
+# The real backends (dragbench_editors.py) import DragKit as the package `dragkit` and ComfyUI through comfyenv,
+# also when this file runs as a script.
+sys.path.insert(0, str(REPO / "scripts"))
+import comfyenv  # noqa: E402
+
+comfyenv.register_pack()
 
 CATEGORIES = (
     "art_work",
@@ -625,4 +631,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the module `dragbench`, which the editors import too: one EditOutcome class, not one per name.
+    import dragbench
+
+    sys.exit(dragbench.main())

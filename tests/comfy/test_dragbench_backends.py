@@ -54,3 +54,24 @@ def test_the_comfyui_backend_runs_dragbench_and_reuses_each_samples_lora(tmp_pat
     assert all(s["lora_cached"] for s in summaries) and all(len(s["final_handles"]) >= 1 for s in summaries)
     picture = np.asarray(Image.open(tmp_path / "run-comfyui" / SAMPLES[0][0] / SAMPLES[0][1] / "dragged_image.png"))
     assert picture.std() > 0
+
+
+def test_the_command_line_runs_a_real_backend(tmp_path):
+    """`python bench/dragbench.py run --backend diffusers` as a user types it (a separate process, no test set-up)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import make_random_pipeline
+
+    repo = Path(__file__).resolve().parents[2]
+    model = make_random_pipeline.make_pipeline(tmp_path / "tiny-sd15")
+    data = make_bench(tmp_path / "DragBench")
+    options = [arg for key, value in QUICK.items() for arg in ("--option", f"{key}={value}")]
+    run = subprocess.run([sys.executable, str(repo / "bench" / "dragbench.py"), "run", "--data", str(data), "--out",
+                          str(tmp_path / "out"), "--backend", "diffusers", "--model", str(model), "--limit", "1",
+                          *options], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "out" / SAMPLES[0][0] / SAMPLES[0][1] / "dragged_image.png").is_file()

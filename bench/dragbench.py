@@ -50,12 +50,10 @@ import io
 import json
 import logging
 import math
-import os
 import pickle
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -75,6 +73,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import comfyenv  # noqa: E402
 
 comfyenv.register_pack()
+from dragkit.drag_core.files import atomic_write  # noqa: E402
 
 CATEGORIES = (
     "art_work",
@@ -315,18 +314,7 @@ def iter_samples(data_dir: Path, categories: list[str] | None = None,
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

@@ -46,9 +46,10 @@ def _resized(picture, size: tuple[int, int]) -> np.ndarray:
 
 def diffusers_editor(method: str, model: str | None, options: dict[str, Any]):
     """A DragKit method through ``dragkit.drag_core.api`` on a diffusers SD1.x/2.x folder or checkpoint."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from dragkit.drag_core.api import DragPipeline, edit
+    from dragkit.drag_core.files import write_safetensors
 
     if not model:
         raise ValueError("--backend diffusers needs --model (a diffusers SD1.5 folder or a single-file checkpoint)")
@@ -62,10 +63,7 @@ def diffusers_editor(method: str, model: str | None, options: dict[str, Any]):
         result = edit(pipe, image, points_json(image, handles, targets), mask, method, prompt, lora=lora,
                       options=widgets, **run)
         if result.lora is not None and not cached:
-            lora_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = lora_path.with_name(lora_path.name + ".tmp")
-            save_file(result.lora, str(tmp))
-            tmp.replace(lora_path)
+            write_safetensors(lora_path, result.lora)
         summary = {**result.summary, "seconds_by_stage": result.seconds, "lora_cached": cached}
         return EditOutcome(_resized(result.image, (image.shape[1], image.shape[0])), summary)
 
@@ -78,6 +76,7 @@ def comfyui_editor(method: str, model: str | None, options: dict[str, Any]):
     import torch
 
     import comfyenv
+    from comfy_client import widget_defaults
 
     if not model:
         raise ValueError("--backend comfyui needs --model (an SD1.5 single-file checkpoint)")
@@ -102,8 +101,7 @@ def comfyui_editor(method: str, model: str | None, options: dict[str, Any]):
         unet, clip, vae = comfy.sd.load_checkpoint_guess_config(model, output_vae=True, output_clip=True)[:3]
     node = {"dragdiffusion": MotionSupervisionOptimize, "sacdrag": MotionSupervisionOptimize,
             "dragnoise": BottleneckOptimize, "gooddrag": AlternatingDragDenoise}[method]()
-    defaults = {name: spec[1]["default"] for group in ("required", "optional")
-                for name, spec in node.INPUT_TYPES().get(group, {}).items() if len(spec) > 1 and "default" in spec[1]}
+    defaults = widget_defaults(type(node))
     unknown = set(widgets) - set(defaults)
     if unknown:
         raise ValueError(f"options {sorted(unknown)} are not widgets of {type(node).__name__}")
@@ -114,7 +112,8 @@ def comfyui_editor(method: str, model: str | None, options: dict[str, Any]):
         from PIL import Image
         from safetensors.torch import load_file
 
-        from dragkit.nodes.comfy_lora import apply_lora, to_kohya, write_safetensors
+        from dragkit.drag_core.files import write_safetensors
+        from dragkit.nodes.comfy_lora import apply_lora, to_kohya
 
         # SD's VAE needs multiples of 8: resize (as the API does); DragPoints rescales the points to it.
         h8, w8 = image.shape[0] // 8 * 8, image.shape[1] // 8 * 8

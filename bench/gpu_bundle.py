@@ -13,6 +13,7 @@ well under the 64 MiB a device call can carry together with the working tree; th
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import subprocess
@@ -46,7 +47,7 @@ def imported_third_party() -> set[str]:
     )
     out = subprocess.run([sys.executable, "-c", probe, str(REPO / "outputs" / "gpu-smoke")], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout
-    names = set(__import__("json").loads(out.split("MODULES=")[-1]))
+    names = set(json.loads(out.split("MODULES=")[-1]))
     comfy = {p.name.removesuffix(".py") for p in (REPO / ".comfyui" / "ComfyUI").iterdir()}
     local = {p.stem for folder in ("scripts", "bench") for p in (REPO / folder).glob("*.py")} | {"dragkit"}
     return {n for n in names if n not in sys.stdlib_module_names and n not in comfy and n not in local

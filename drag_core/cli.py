@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from .api import METHODS, DragKitError, DragPipeline, edit
+from .files import atomic_write, write_safetensors
 
 log = logging.getLogger("dragkit")
 
@@ -28,18 +27,6 @@ def _value(text: str):
         return json.loads(text)
     except json.JSONDecodeError:
         return text
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,13 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     except DragKitError as e:
         log.error("dragkit-edit: %s", e)
         return 2
-    _atomic_write(args.out, lambda tmp: result.image.save(tmp, format="PNG"))
+    atomic_write(args.out, lambda tmp: result.image.save(tmp, format="PNG"))
     summary = {**result.summary, "seconds": result.seconds, "method": args.method}
-    _atomic_write(args.out.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    atomic_write(args.out.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
     if args.save_lora and result.lora is not None:
-        from safetensors.torch import save_file
-
-        _atomic_write(args.save_lora, lambda tmp: save_file(result.lora, tmp))
+        write_safetensors(args.save_lora, result.lora)
     sys.stdout.write(json.dumps(summary, indent=1) + "\n")
     return 0
 

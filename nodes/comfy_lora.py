@@ -7,13 +7,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from ..drag_core.files import write_safetensors
 from ..drag_core.lora import LoRAConfig, LoRADelta
 from ..drag_core.lora import posterior_sampler as sample_posterior
 from .comfy_unet import latent_in
@@ -38,31 +38,32 @@ def attention_projections(model) -> list[tuple[str, int, int]]:
     return found
 
 
+def fresh_deltas(patcher, config: LoRAConfig) -> dict[str, LoRADelta]:
+    """A new LoRA delta per projection, drawn from one generator seeded with ``config.seed`` in module order."""
+    generator = torch.Generator().manual_seed(config.seed)
+    return {key: LoRADelta(in_f, out_f, config.rank, config.scale, generator)
+            for key, out_f, in_f in attention_projections(patcher)}
+
+
 def attach_lora(patcher, config: LoRAConfig) -> dict[str, LoRADelta]:
     """Register a fresh LoRA delta on each projection of ``patcher`` (a clone) as a weight wrapper."""
-    generator = torch.Generator().manual_seed(config.seed)
-    deltas = {}
-    for key, out_f, in_f in attention_projections(patcher):
-        delta = LoRADelta(in_f, out_f, config.rank, config.scale, generator)
+    deltas = fresh_deltas(patcher, config)
+    for key, delta in deltas.items():
         patcher.add_weight_wrapper(f"{key}.weight", delta)
-        deltas[key] = delta
     return deltas
 
 
 @contextmanager
 def low_rank_hooks(patcher, config: LoRAConfig) -> Iterator[dict[str, LoRADelta]]:
-    """Fresh LoRA deltas (drawn exactly as :func:`attach_lora` draws them) applied as the reference applies them:
+    """Fresh LoRA deltas (:func:`fresh_deltas`, as :func:`attach_lora` draws them) applied as the reference applies them:
     each projection's output gains scale·up(down(x)), by a forward hook on the module, for the duration of the
     block. The same function of the weights as the merged W + scale·up·down, but the backward never forms a
     full-size weight gradient. The hooks sit on the modules the clone shares with the input model, so they are
     removed when the block ends, whatever happens."""
-    generator = torch.Generator().manual_seed(config.seed)
     unet = patcher.model.diffusion_model
-    deltas, handles = {}, []
+    deltas, handles = fresh_deltas(patcher, config), []
     try:
-        for key, out_f, in_f in attention_projections(patcher):
-            delta = LoRADelta(in_f, out_f, config.rank, config.scale, generator)
-            deltas[key] = delta
+        for key, delta in deltas.items():
             module = unet.get_submodule(key[len("diffusion_model."):])
             handles.append(module.register_forward_hook(lambda m, args, out, d=delta: out + d.low_rank(args[0]).to(out.dtype)))
         yield deltas
@@ -192,21 +193,6 @@ def cache_dir() -> Path:
     import folder_paths
 
     return Path(folder_paths.models_dir) / "dragkit" / "lora_cache"
-
-
-def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Atomic: write a temp file in the same folder, then rename over the target."""
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cache_load(key: str) -> dict[str, torch.Tensor] | None:

@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from ..drag_core.files import write_safetensors
 from ..drag_core.lora import LoRAConfig, lora_parameter_count, train_identity_lora
 from ..drag_core.precision import resolve_precision
 from .comfy_lora import (
@@ -23,7 +24,6 @@ from .comfy_lora import (
     low_rank_hooks,
     posterior_sampler,
     to_kohya,
-    write_safetensors,
 )
 from .comfy_unet import ComfyBackbone
 from .common import CATEGORY, backbone_for, progress_callback, send_text, single_image, text_context

@@ -27,6 +27,18 @@ SIZES = {
 }
 
 
+def unet_config(size: str = "tiny") -> dict:
+    """UNet2DConditionModel arguments with SD1.5's block structure (4 levels, 2 res blocks, attention in the first
+    three, 16 self-attention layers, 8 heads, 768-wide context) at ``size``'s channels."""
+    return {
+        "sample_size": 64, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+        "block_out_channels": SIZES[size]["unet"],
+        "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        "cross_attention_dim": 768, "attention_head_dim": 8,
+    }
+
+
 def _byte_vocabulary() -> dict[str, int]:
     """CLIP's byte-to-character table: each byte a token, alone and word-final ("</w>"), then the two specials."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
@@ -63,12 +75,7 @@ def make_pipeline(out: Path, size: str = "tiny", seed: int = 0) -> Path:
         return out
     dims = SIZES[size]
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=dims["unet"],
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=768, attention_head_dim=8,
-    )
+    unet = UNet2DConditionModel(**unet_config(size))
     with torch.no_grad():  # diffusers zero-initialises the output conv: give ε some signal
         unet.conv_out.weight.normal_(0, 0.02)
     levels = len(dims["vae"])

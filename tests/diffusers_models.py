@@ -6,16 +6,7 @@ from __future__ import annotations
 import torch
 
 import comfyenv
-
-# The diffusers twin of comfyenv.TINY_SD15_UNET: SD1.5's block structure (4 levels, 2 res blocks, attention in the
-# first three levels, 16 self-attention layers, 8 heads, 768-wide context) at 32–64 channels.
-TINY_SD15_DIFFUSERS = {
-    "sample_size": 16, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
-    "block_out_channels": (32, 64, 64, 64),
-    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    "cross_attention_dim": 768, "attention_head_dim": 8, "norm_num_groups": 32,
-}
+import make_random_pipeline
 
 
 def tiny_diffusers_unet(seed: int = 0):
@@ -23,7 +14,7 @@ def tiny_diffusers_unet(seed: int = 0):
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**TINY_SD15_DIFFUSERS)
+    unet = UNet2DConditionModel(**make_random_pipeline.unet_config("tiny"))  # the twin of comfyenv.TINY_SD15_UNET
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, p in unet.named_parameters():

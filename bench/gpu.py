@@ -12,7 +12,8 @@ device, outputs on its intermediate device):
   drag, the denoise and the decode run again, as ComfyUI's cache would have it);
 - DragNoise (BottleneckOptimize 60 + SemanticPropagationDenoise), the training-free drag (DDIMInvert 1.0 +
   DenoiseToStep + MotionSupervisionOptimize + ReferenceLatentDenoise) and GoodDrag (DDIMInvert 0.75 +
-  AlternatingDragDenoise), on the LoRA-patched model.
+  AlternatingDragDenoise), on the LoRA-patched model; Inpaint4Drag (RegionWarp, then what ComfyUI's own
+  inpainting graph runs: VAE Encode + Set Latent Noise Mask + KSampler 20 steps + VAE Decode) on the plain model.
 Per stage: seconds (CUDA-synchronised), peak CUDA memory (allocated, from a reset at the stage's start), UNet
 passes (a counting hook on the UNet; a batch of two counts once), and steps the fp16 loss scaler skipped.
 Writes ``gpu.json`` and ``gpu.md`` (the table for docs/BENCHMARKS.md) into ``--out``; ``--tests`` then runs the GPU
@@ -31,6 +32,7 @@ import logging
 import platform
 import sys
 import time
+import traceback
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,10 +58,11 @@ class Sizes:
     iterations: int  # MotionSupervisionOptimize
     dragnoise_iterations: int
     gooddrag: dict = field(default_factory=dict)  # AlternatingDragDenoise widget changes
+    inpaint_steps: int = 20  # Inpaint4Drag's inpainting (core KSampler)
 
 
 FULL = Sizes("full", 512, 80, 4, 50, 80, 60)
-SMOKE = Sizes("mini", 64, 2, 1, 12, 2, 2, {"drag_end_step": 1, "track_per_step": 1})
+SMOKE = Sizes("mini", 64, 2, 1, 12, 2, 2, {"drag_end_step": 1, "track_per_step": 1}, 2)
 
 
 @dataclass
@@ -70,13 +73,18 @@ class Stage:
     unet_passes: int = 0
     skipped_steps: int = 0
     note: str = ""
+    error: str = ""  # a failed stage: the exception, its last frames, and any tensors autograd cannot use
 
 
 class Meter:
-    """Times stages, counts UNet passes and fp16-skipped steps, reads CUDA's peak memory."""
+    """Times stages, counts UNet passes and fp16-skipped steps, reads CUDA's peak memory. A stage that raises is
+    recorded as failed and the run goes on (a GPU minute is too dear to lose the other graphs to one bug); with
+    ``partial`` set, the stages so far are written there after each one, so a run cut short still reports."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, partial: Path | None = None) -> None:
         self.device = device
+        self.partial = partial
+        self.suspects: list[torch.nn.Module] = []  # modules whose tensors a failure report inspects
         self.stages: list[Stage] = []
         self._passes = 0
         self._skipped = 0
@@ -98,14 +106,37 @@ class Meter:
             torch.cuda.reset_peak_memory_stats(self.device)
         passes, skipped = self._passes, self._skipped
         started = time.perf_counter()
-        yield
+        error = ""
+        try:
+            yield
+        except Exception as e:  # noqa: BLE001  (recorded in the report; the next graphs still run)
+            error = self._describe(e)
+            log.error("%s FAILED: %s", name, error)
         self._sync()
-        record = Stage(name, time.perf_counter() - started, None, self._passes - passes, self._skipped - skipped, note)
+        record = Stage(name, time.perf_counter() - started, None, self._passes - passes, self._skipped - skipped, note,
+                       error)
         if self.device.type == "cuda":
             record.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
         self.stages.append(record)
         log.info("%-44s %8.2f s  %5d passes%s", name, record.seconds, record.unet_passes,
                  f"  peak {record.peak_mib:.0f} MiB" if record.peak_mib is not None else "")
+        if self.partial is not None:
+            self.partial.write_text(json.dumps([asdict(s) for s in self.stages], indent=1))
+
+    def _describe(self, e: Exception) -> str:
+        frames = traceback.extract_tb(e.__traceback__)[-4:]
+        where = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+        from dragkit.nodes.comfy_unet import usable_by_autograd
+
+        unusable = [f"{type(m).__name__}.{k}{' (inference)' if t.is_inference() else ' (no version counter)'}"
+                    for root in self.suspects for m in root.modules() for k, t in vars(m).items()
+                    if isinstance(t, torch.Tensor) and not usable_by_autograd(t)]
+        unusable += [f"{type(m).__name__}.{k}" for root in self.suspects for m in root.modules()
+                     for k, t in [*m._parameters.items(), *m._buffers.items()]
+                     if t is not None and not usable_by_autograd(t)]
+        return (f"{type(e).__name__}: {e} [at {where}]"
+                + (f" [tensors autograd cannot use: {', '.join(unusable[:12])}, … {len(unusable)} in all]"
+                   if unusable else ""))
 
 
 class _SkippedSteps(logging.Handler):
@@ -126,9 +157,16 @@ def _points(size: int, shift: float) -> str:
                        "points": [{"handle": [c - size / 8, c], "target": [c - size / 8 + shift, c + shift / 2]}]})
 
 
-def run(sizes: Sizes, device: torch.device) -> dict:
+def _disk(size: int) -> torch.Tensor:
+    """The region RegionWarp moves: a disk around the first handle of ``_points`` (a MASK, 1 × H × W)."""
+    y, x = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    c = size / 2
+    return (((x - (c - size / 8)) ** 2 + (y - c) ** 2) <= (size / 6) ** 2).float()[None]
+
+
+def run(sizes: Sizes, device: torch.device, partial: Path | None = None) -> dict:
     """Every graph once (and the re-drag); returns the report."""
-    meter = Meter(device)
+    meter = Meter(device, partial)
     counter = _SkippedSteps(meter)
     logging.getLogger("dragkit").addHandler(counter)
     try:
@@ -158,6 +196,9 @@ def _run(sizes: Sizes, device: torch.device, meter: Meter) -> dict:
         with meter.stage("load checkpoint"):
             model, clip, vae = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=True, output_clip=True)[:3]
         meter.count_passes(model.model.diffusion_model)
+        meter.suspects.append(model.model)
+        lora_model = model  # the graphs below run on the plain model if the LoRA fails
+        state = good_state = at_drag = None
         generator = torch.Generator().manual_seed(0)
         image = torch.rand(1, sizes.image, sizes.image, 3, generator=generator)
         with meter.stage("CLIP encode"):
@@ -209,6 +250,24 @@ def _run(sizes: Sizes, device: torch.device, meter: Meter) -> dict:
         with meter.stage("GoodDrag: AlternatingDragDenoise"):
             out = AlternatingDragDenoise().drag(lora_model, good_state, drag_points, **gooddrag_inputs(**sizes.gooddrag))
             meter.skipped(out["ui"]["drag"][0]["skipped_steps"])
+
+        import comfy.sample
+
+        from dragkit.nodes.warp_nodes import RegionWarp
+
+        with meter.stage("Inpaint4Drag: RegionWarp"):
+            warped, inpaint_mask, _ = RegionWarp().warp(image, drag_points, 5, "inverse_distance", "nearest", "fill",
+                                                        _disk(sizes.image))["result"]
+        with meter.stage("Inpaint4Drag: inpaint + VAE decode", f"KSampler euler {sizes.inpaint_steps} steps, cfg 5"):
+            # What VAE Encode → Set Latent Noise Mask → KSampler (denoise 1.0) → VAE Decode run, without importing
+            # ComfyUI's `nodes` (it pulls in PyAV, 35 MiB the GPU machine lacks).
+            negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
+            warped_latent = vae.encode(warped)
+            noise = comfy.sample.prepare_noise(warped_latent, 0)
+            inpainted = comfy.sample.sample(model, noise, sizes.inpaint_steps, 5.0, "euler", "normal", cond, negative,
+                                            warped_latent, denoise=1.0, noise_mask=inpaint_mask.reshape(
+                                                -1, 1, *inpaint_mask.shape[-2:]), seed=0)
+            vae.decode(inpainted)
     comfy.model_management.soft_empty_cache()
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
@@ -225,8 +284,9 @@ def markdown(report: dict) -> str:
              "|---|---|---|---|---|---|"]
     for s in report["stages"]:
         peak = "–" if s["peak_mib"] is None else f"{s['peak_mib']:.0f}"
+        note = f"**FAILED**: {s['error']}" if s.get("error") else s["note"]
         lines.append(f"| {s['name']} | {s['seconds']:.2f} | {peak} | {s['unet_passes']} | {s['skipped_steps']} | "
-                     f"{s['note']} |")
+                     f"{note} |")
     return "\n".join(lines) + "\n"
 
 
@@ -241,15 +301,20 @@ def main(argv: list[str] | None = None) -> int:
         log.error("no CUDA device: run on a GPU machine, or rehearse with --cpu-smoke")
         return 2
     comfyenv.setup(cpu=args.cpu_smoke)
+    if args.cpu_smoke:  # rehearse what a GPU machine does at every load: move the weights
+        comfyenv.emulate_device_moves()
     import comfy.model_management
 
     device = comfy.model_management.get_torch_device()
-    report = run(SMOKE if args.cpu_smoke else FULL, device)
     args.out.mkdir(parents=True, exist_ok=True)
+    report = run(SMOKE if args.cpu_smoke else FULL, device, args.out / "gpu.partial.json")
     (args.out / "gpu.json").write_text(json.dumps(report, indent=1))
     (args.out / "gpu.md").write_text(markdown(report))
     sys.stdout.write(markdown(report))
-    code = 0
+    failed = [s["name"] for s in report["stages"] if s["error"]]
+    if failed:
+        log.error("failed stages: %s", "; ".join(failed))
+    code = 1 if failed else 0
     if args.tests:
         import subprocess
 
@@ -257,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                                "-p", "no:cacheprovider"], cwd=REPO / "tests", capture_output=True, text=True)
         (args.out / "cuda-tests.txt").write_text(test.stdout + test.stderr)
         log.info("GPU tests: exit %d\n%s", test.returncode, test.stdout[-2000:])
-        code = test.returncode
+        code = code or test.returncode
     return code
 
 

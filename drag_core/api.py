@@ -222,6 +222,7 @@ def edit(
     lora: str | Path | dict[str, torch.Tensor] | None = "train",
     lora_steps: int | None = None,
     lora_resolution: int = 512,
+    lora_crop_encoding: str = "per_crop",
     steps: int = 50,
     inversion_strength: float | None = None,
     edit_prompt: str | None = None,
@@ -233,7 +234,8 @@ def edit(
 
     ``mask``: the editable region (H×W array/PIL image, nonzero = editable), combined with the points' own mask.
     ``lora``: "train" (the method's identity LoRA; ``lora_steps`` overrides its step count), None (no LoRA), or a
-    kohya LoRA from either backend (a dict or a .safetensors path). ``options``: the drag node's widgets by name
+    kohya LoRA from either backend (a dict or a .safetensors path); ``lora_crop_encoding``: IdentityLoRATrain's
+    ``crop_encoding`` ("per_crop", the reference, or "latent"). ``options``: the drag node's widgets by name
     (e.g. ``{"max_iterations": 40, "motion_anchor": "initial"}``). ``edit_prompt``: the training-free drag's
     prompt for the edited branch (``sacdrag`` only). The UNet carries no adapter afterwards.
     """
@@ -272,7 +274,8 @@ def edit(
     context = pipe.encode_prompt(prompt)
     try:
         check_no_other_adapters(pipe.unet)
-        used_lora = _lora(pipe, pixels, context, lora, spec, lora_steps, lora_resolution, precision, progress)
+        used_lora = _lora(pipe, pixels, context, lora, spec, lora_steps, lora_resolution, lora_crop_encoding,
+                          precision, progress)
         lap("lora")
         if used_lora is not None:
             load_kohya_lora(pipe.unet, used_lora)
@@ -338,7 +341,7 @@ def _configure(defaults, options: dict[str, Any]):
         raise DragKitError(f"options: {e}") from None
 
 
-def _lora(pipe, pixels, context, lora, spec: Method, lora_steps, resolution, precision, progress):
+def _lora(pipe, pixels, context, lora, spec: Method, lora_steps, resolution, crop_encoding, precision, progress):
     if lora is None:
         return None
     if isinstance(lora, dict):
@@ -356,9 +359,9 @@ def _lora(pipe, pixels, context, lora, spec: Method, lora_steps, resolution, pre
     if steps < 1:
         return None
     try:
-        config = LoRAConfig(steps=steps, resolution=resolution, precision=precision)
+        config = LoRAConfig(steps=steps, resolution=resolution, precision=precision, crop_encoding=crop_encoding)
     except ValueError as e:
-        raise DragKitError(f"lora_steps / lora_resolution: {e}") from None
+        raise DragKitError(f"lora_steps / lora_resolution / lora_crop_encoding: {e}") from None
     return train_lora(pipe, pixels, context, config, progress)
 
 

@@ -31,3 +31,10 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
     from safetensors.torch import save_file
 
     atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata))
+
+
+def write_json(path: Path, data: object) -> None:
+    """``data`` as indented JSON at ``path`` (folders made as needed)."""
+    import json
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))

@@ -36,7 +36,7 @@ def ddim_invert(
     if not 1 <= num_inverted <= schedule.num_steps:
         raise ValueError(f"num_inverted must be in [1, {schedule.num_steps}], got {num_inverted}")
     ascending = schedule.timesteps[::-1]
-    z = z0
+    z = z0.to(backbone.device)  # ε comes back on the UNet's device; the latent may arrive from ComfyUI's CPU
     for i in range(num_inverted):
         t_next = ascending[i]
         t_cur = t_next - schedule.stride
@@ -81,6 +81,7 @@ def ddim_denoise(
     if steps.step != 1 or not 0 <= steps.start <= steps.stop <= schedule.num_steps:
         raise ValueError(f"bad step range [{steps.start}, {steps.stop}) for {schedule.num_steps} steps")
     timesteps = schedule.timesteps
+    z = z.to(backbone.device)
     for k, i in enumerate(steps):
         t = timesteps[i]
         eps = guided(backbone, z, t, prompt, per_step(i)).eps

@@ -20,6 +20,18 @@ from .precision import PRECISIONS, LossScaler, autocast_for
 
 log = logging.getLogger(__name__)
 
+# How each step's crops become latents. "per_crop" (the reference): every crop is encoded by the VAE. "latent"
+# (DragKit option, for pictures that are not square at the crop size): the resized picture is encoded once and the
+# crops are cut from its latent. It changes the training distribution slightly: crop offsets on the latent grid
+# (multiples of 8 px), each crop's latent sees the picture beyond the crop's edges (the encoder's receptive field),
+# and up to 7 px at the bottom/right edge are never used (docs/BENCHMARKS.md measures it).
+CROP_ENCODINGS = ("per_crop", "latent")
+LATENT_FACTOR = 8  # pixels per latent cell (SD's VAE)
+# Every step's latents are encoded before training (so the VAE and the UNet never share the device): steps ×
+# batch × 4 × (resolution/8)² floats. SPEC's 80 × 4 at 512 px hold 21 MB; the widgets' maxima would hold
+# hundreds of GB, so the product is capped before anything is encoded.
+MAX_LATENT_BYTES = 2 * 2**30
+
 
 @dataclass(frozen=True)
 class LoRAConfig:
@@ -35,6 +47,7 @@ class LoRAConfig:
     resolution: int = 512  # crops are resolution × resolution (SD1.5's native size)
     seed: int = 0
     precision: str = "fp32"  # "fp16" (with loss scaling, the reference on GPU), "bf16" or "fp32"
+    crop_encoding: str = "per_crop"  # CROP_ENCODINGS: "per_crop" (the reference) or "latent" (DragKit option)
 
     def __post_init__(self) -> None:
         if self.rank < 1:
@@ -45,6 +58,21 @@ class LoRAConfig:
             raise ValueError(f"lr must be > 0 and resolution ≥ 8, got {self.lr}, {self.resolution}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.crop_encoding not in CROP_ENCODINGS:
+            raise ValueError(f"crop_encoding must be one of {CROP_ENCODINGS}, got {self.crop_encoding!r}")
+        if self.latent_bytes > MAX_LATENT_BYTES:
+            raise ValueError(
+                f"steps × batch_size × resolution: {self.steps} × {self.batch_size} crops at {self.resolution} px "
+                f"would hold {self.latent_bytes / 2**30:.1f} GiB of encoded latents, more than "
+                f"{MAX_LATENT_BYTES // 2**30} GiB; lower them (SPEC: 80 × 4 at 512 px, 21 MB)")
+        if self.crop_encoding == "latent" and self.resolution % LATENT_FACTOR:
+            raise ValueError(f"crop_encoding 'latent' needs a resolution divisible by {LATENT_FACTOR}, got {self.resolution}")
+
+    @property
+    def latent_bytes(self) -> int:
+        """The memory the pre-encoded latents of all steps take (float32, 4 channels)."""
+        cells = -(-self.resolution // LATENT_FACTOR)
+        return self.steps * self.batch_size * 4 * cells * cells * 4
 
     @property
     def scale(self) -> float:
@@ -75,21 +103,45 @@ def lora_parameter_count(shapes: Sequence[tuple[int, int]], rank: int) -> int:
     return sum(rank * (out_f + in_f) for out_f, in_f in shapes)
 
 
-def random_square_crops(image: torch.Tensor, size: int, count: int, generator: torch.Generator) -> torch.Tensor:
-    """``count`` independent augmentations of one image (1, 3, H, W) in [0, 1]: shorter side resized
-    to ``size``, then a random size × size crop; returned in [−1, 1] as (count, 3, size, size)."""
+def resize_shorter_side(image: torch.Tensor, size: int) -> torch.Tensor:
+    """One image (1, 3, H, W) in [0, 1] with its shorter side resized to ``size`` (bilinear; antialiased when
+    shrinking), in [−1, 1]."""
     _, _, h, w = image.shape
     factor = size / min(h, w)
     if factor > 1:
         log.info("identity LoRA: image %d×%d is smaller than the %d px crops; upscaling it", w, h, size)
     new_h, new_w = max(size, round(h * factor)), max(size, round(w * factor))
     resized = F.interpolate(image, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=factor < 1)
+    return resized.clamp(0, 1) * 2 - 1
+
+
+def random_crops(picture: torch.Tensor, size: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` random size × size crops of ``picture`` (1, C, H, W), offsets uniform, as (count, C, size, size)."""
+    _, _, h, w = picture.shape
     crops = []
     for _ in range(count):
-        top = int(torch.randint(0, new_h - size + 1, (1,), generator=generator))
-        left = int(torch.randint(0, new_w - size + 1, (1,), generator=generator))
-        crops.append(resized[:, :, top : top + size, left : left + size])
-    return torch.cat(crops).clamp(0, 1) * 2 - 1
+        top = int(torch.randint(0, h - size + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - size + 1, (1,), generator=generator))
+        crops.append(picture[:, :, top : top + size, left : left + size])
+    return torch.cat(crops)
+
+
+def random_square_crops(image: torch.Tensor, size: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` independent augmentations of one image (1, 3, H, W) in [0, 1]: shorter side resized
+    to ``size``, then a random size × size crop; returned in [−1, 1] as (count, 3, size, size)."""
+    return random_crops(resize_shorter_side(image, size), size, count, generator)
+
+
+def latent_square_crops(encode: EncodeFunction, image: torch.Tensor, size: int, count: int,
+                        generator: torch.Generator) -> torch.Tensor:
+    """``crop_encoding`` "latent": the resized picture (trimmed to whole latent cells) encoded as a batch of
+    ``count`` identical pictures — one VAE pass, which posterior_sampler keeps for the next steps — with
+    independent posterior noise, then a random crop of each sample on the latent grid."""
+    resized = resize_shorter_side(image, size)
+    h, w = (side // LATENT_FACTOR * LATENT_FACTOR for side in resized.shape[-2:])
+    samples = encode(resized[:, :, :h, :w].expand(count, -1, -1, -1), generator)
+    cells = size // LATENT_FACTOR
+    return torch.cat([random_crops(sample[None], cells, 1, generator) for sample in samples])
 
 
 # (noisy latents, per-item timesteps, context) → ε prediction of the model with the LoRA active
@@ -154,10 +206,12 @@ def train_identity_lora(
     generator = torch.Generator().manual_seed(config.seed)
     image = image.detach().float().cpu()
     with torch.no_grad():
-        latents = [
-            encode(random_square_crops(image, config.resolution, config.batch_size, generator), generator).float().cpu()
-            for _ in range(config.steps)
-        ]
+        if config.crop_encoding == "latent":
+            latents = [latent_square_crops(encode, image, config.resolution, config.batch_size, generator).float().cpu()
+                       for _ in range(config.steps)]
+        else:
+            latents = [encode(random_square_crops(image, config.resolution, config.batch_size, generator),
+                              generator).float().cpu() for _ in range(config.steps)]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     scaler = LossScaler(config.precision == "fp16")
     autocast = autocast_for(device, config.precision)

@@ -16,7 +16,7 @@ import torch
 from ..drag_core.files import write_safetensors
 from ..drag_core.lora import LoRAConfig, LoRADelta
 from ..drag_core.lora import posterior_sampler as sample_posterior
-from .comfy_unet import latent_in
+from .comfy_unet import latent_in, load_models
 
 log = logging.getLogger(__name__)
 
@@ -107,25 +107,32 @@ def to_kohya(model, lora: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def posterior_sampler(vae, model, reuse: bool = True):
-    """(crops in [−1, 1], generator) → a *sample* of the VAE posterior in the model's latent space
-    (``drag_core.lora.posterior_sampler``: identical crops are encoded once).
-
-    ComfyUI's VAE.encode returns the posterior mean; SPEC §1.1 samples, so this reads the moments."""
+def vae_moments(vae):
+    """crops in [−1, 1] → the posterior's (mean, std) in the VAE's own space. The encoder runs in inference mode, as
+    ComfyUI runs it (no gradient flows into the VAE); the moments come back as ordinary tensors for the training
+    graph. (ComfyUI's VAE.encode returns the posterior mean; SPEC §1.1 samples, so this reads the moments.)"""
     import comfy.model_management
 
     def moments(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         comfy.model_management.throw_exception_if_processing_interrupted()
-        comfy.model_management.load_models_gpu([vae.patcher])
-        first_stage = vae.first_stage_model
-        x = crops.to(device=vae.device, dtype=vae.vae_dtype)
-        out = first_stage.encoder(x)
-        if getattr(first_stage, "quant_conv", None) is not None:
-            out = first_stage.quant_conv(out)
-        mean, logvar = out.float().chunk(2, dim=1)
-        return mean, (0.5 * logvar.clamp(-30.0, 20.0)).exp()
+        with torch.inference_mode():
+            load_models([vae.patcher])
+            first_stage = vae.first_stage_model
+            x = crops.to(device=vae.device, dtype=vae.vae_dtype)
+            out = first_stage.encoder(x)
+            if getattr(first_stage, "quant_conv", None) is not None:
+                out = first_stage.quant_conv(out)
+            mean, logvar = out.float().chunk(2, dim=1)
+            std = (0.5 * logvar.clamp(-30.0, 20.0)).exp()
+        return mean.clone(), std.clone()
 
-    return sample_posterior(moments, lambda z: latent_in(model, z), reuse)
+    return moments
+
+
+def posterior_sampler(vae, model, reuse: bool = True):
+    """(crops in [−1, 1], generator) → a *sample* of the VAE posterior in the model's latent space
+    (``drag_core.lora.posterior_sampler`` over :func:`vae_moments`: identical crops are encoded once)."""
+    return sample_posterior(vae_moments(vae), lambda z: latent_in(model, z), reuse)
 
 
 def sample_indices(n: int, count: int = 1024) -> torch.Tensor:
@@ -166,21 +173,28 @@ def _digest(*values) -> str:
     return hasher.hexdigest()[:16]
 
 
+def _settings(config: LoRAConfig) -> dict:
+    """The settings the cache key covers. crop_encoding came later: left out at its default, so the LoRAs cached
+    before it existed are still found."""
+    settings = dict(config.__dict__)
+    if settings["crop_encoding"] == "per_crop":
+        del settings["crop_encoding"]
+    return settings
+
+
 def content_hashes(model, vae, image: torch.Tensor, context: torch.Tensor, config: LoRAConfig) -> dict[str, str]:
     """What the LoRA depends on, hashed: the model (weights and the patches on it, e.g. other LoRAs),
     the VAE, the image, the prompt embedding and the settings. The cache key is their combination."""
-    import comfy.model_management
-
     # Clones share one torch module and ComfyUI patches weights in place when it loads a clone (e.g.
     # the LoRA-patched model of the previous run): load this model so its own weights are in place.
-    comfy.model_management.load_models_gpu([model])
+    load_models([model])
     hashes = {
         "model": _digest(dict(model.model.diffusion_model.state_dict()), model.patches,
                          sorted(model.weight_wrapper_patches)),
         "vae": _digest(dict(vae.first_stage_model.state_dict())),
         "image": hashlib.sha256(image.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16],
         "prompt": hashlib.sha256(context.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16],
-        "settings": hashlib.sha256(json.dumps(config.__dict__, sort_keys=True, default=str).encode()).hexdigest()[:16],
+        "settings": hashlib.sha256(json.dumps(_settings(config), sort_keys=True, default=str).encode()).hexdigest()[:16],
     }
     hashes["key"] = hashlib.sha256(
         (CACHE_VERSION + json.dumps(hashes, sort_keys=True)).encode()
@@ -195,24 +209,52 @@ def cache_dir() -> Path:
     return Path(folder_paths.models_dir) / "dragkit" / "lora_cache"
 
 
+def lora_digest(lora: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a LoRA's names, dtypes, shapes and bytes: stored with a cache entry, checked when it is read."""
+    hasher = hashlib.sha256()
+    for key in sorted(lora):
+        value = lora[key].detach().cpu().contiguous()
+        hasher.update(f"{key}|{value.dtype}|{tuple(value.shape)}|".encode())
+        hasher.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return hasher.hexdigest()
+
+
 def cache_load(key: str) -> dict[str, torch.Tensor] | None:
-    from safetensors.torch import load_file
+    """The cached LoRA, or None: absent, unreadable (e.g. truncated), or its content not what was stored (a
+    damaged file loads without error but its digest differs). A bad entry is deleted and retrained, never used."""
+    from safetensors import safe_open
 
     path = cache_dir() / f"{key}.safetensors"
     if not path.exists():
         return None
     try:
-        lora = load_file(str(path))
-    except Exception as e:  # a damaged entry is retrained, not fatal
-        log.warning("identity LoRA cache entry %s is unreadable (%s); retraining", path.name, e)
-        return None
+        with safe_open(str(path), framework="pt") as f:
+            stored = (f.metadata() or {}).get("dragkit_content_sha256")
+            lora = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001  (whatever the damage, the entry is retrained)
+        return _discard(path, f"unreadable ({e})")
+    if stored is None:
+        return _discard(path, "without a content digest (written by an older DragKit)")
+    if lora_digest(lora) != stored:
+        return _discard(path, "damaged: its content does not match its digest")
     os.utime(path)  # most recently used
     return lora
 
 
+def _discard(path: Path, why: str) -> None:
+    log.warning("identity LoRA cache entry %s is %s; retraining", path.name, why)
+    path.unlink(missing_ok=True)
+    return None
+
+
 def cache_store(key: str, lora: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     folder = cache_dir()
-    write_safetensors(folder / f"{key}.safetensors", lora, metadata)
+    try:
+        write_safetensors(folder / f"{key}.safetensors", lora, {**metadata, "dragkit_content_sha256": lora_digest(lora)})
+    except OSError as e:  # the cache only saves time: the trained LoRA is used all the same
+        log.warning("identity LoRA: could not write the cache entry in %s (%s); the LoRA is used, not cached",
+                    folder, e.strerror or e)
+        return
     entries = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in entries[CACHE_LIMIT:]:
         old.unlink(missing_ok=True)

@@ -181,6 +181,31 @@ def _sdpa_for_backward(func, *args, **kwargs):
     return func(*args, **kwargs)
 
 
+def load_models(patchers: list) -> None:
+    """ComfyUI's ``load_models_gpu``, always in inference mode, as ComfyUI's own nodes call it.
+
+    Loading moves weights between devices (``module.to`` sets ``param.data``). Done outside inference mode, a
+    weight that the loader node made in inference mode comes out neither an inference tensor nor one with a
+    version counter, and every later use fails, ComfyUI's own nodes' too ("Inference tensors do not track version
+    counter": found on CUDA, where the offload device is not the compute device; on a CPU nothing moves)."""
+    import comfy.model_management
+
+    with torch.inference_mode():
+        comfy.model_management.load_models_gpu(patchers)
+
+
+def usable_by_autograd(tensor: torch.Tensor) -> bool:
+    """False for an inference tensor, and for a tensor that lost its version counter to one (e.g. its ``.data``
+    set to an inference tensor inside inference mode): autograd cannot save either for backward."""
+    if tensor.is_inference():
+        return False
+    try:
+        tensor._version  # noqa: B018  (raises where there is no version counter)
+    except RuntimeError:
+        return False
+    return True
+
+
 class ComfyBackbone:
     """drag_core's backbone over a clone of a ComfyUI SD1.x/2.x MODEL.
 
@@ -240,10 +265,7 @@ class ComfyBackbone:
 
     def load(self) -> None:
         """Load the (patched) model onto its device, as ComfyUI's samplers do."""
-        import comfy.model_management
-
-        with torch.inference_mode(False):
-            comfy.model_management.load_models_gpu([self.patcher])
+        load_models([self.patcher])
         self.device = self.patcher.load_device
         self._autograd_ready = False
 
@@ -255,11 +277,11 @@ class ComfyBackbone:
         with torch.inference_mode(False):
             for module in self.patcher.model.modules():
                 for name, param in module._parameters.items():
-                    if param is not None and param.is_inference():
+                    if param is not None and not usable_by_autograd(param):
                         module._parameters[name] = torch.nn.Parameter(param.clone(), requires_grad=param.requires_grad)
                         swapped += 1
                 for name, buffer in module._buffers.items():
-                    if buffer is not None and buffer.is_inference():
+                    if buffer is not None and not usable_by_autograd(buffer):
                         module._buffers[name] = buffer.clone()
                         swapped += 1
         if swapped:

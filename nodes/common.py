@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..drag_core.points import MAX_SIDE
 from ..drag_core.points import DragPoints as Points
 from ..drag_core.state import DiffusionState
 from .comfy_unet import BackboneError, ComfyBackbone, context_dim, latent_in, latent_out
@@ -111,6 +112,11 @@ def single_image(image, node: str, input_name: str = "image") -> torch.Tensor:
         raise DragKitInputError(
             node, input_name, f"got a batch of {image.shape[0]} images; DragKit edits one image at a time "
             "(pick one with 'Image From Batch')."
+        )
+    if max(image.shape[1], image.shape[2]) > MAX_SIDE:
+        raise DragKitInputError(
+            node, input_name, f"the image is {image.shape[2]}×{image.shape[1]} px; DragKit edits pictures up to "
+            f"{MAX_SIDE} px a side (SD1.5 works at 512–1024): scale it down first (e.g. 'Upscale Image By' < 1)."
         )
     return image[..., :3]
 

@@ -11,7 +11,7 @@ import time
 import torch
 
 from ..drag_core.files import write_safetensors
-from ..drag_core.lora import LoRAConfig, lora_parameter_count, train_identity_lora
+from ..drag_core.lora import CROP_ENCODINGS, LoRAConfig, lora_parameter_count, train_identity_lora
 from ..drag_core.precision import resolve_precision
 from .comfy_lora import (
     apply_lora,
@@ -27,7 +27,7 @@ from .comfy_lora import (
 )
 from .comfy_unet import ComfyBackbone
 from .common import CATEGORY, backbone_for, progress_callback, send_text, single_image, text_context
-from .errors import DragKitInputError
+from .errors import DragKitInputError, DragKitNodeError
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,14 @@ class IdentityLoRATrain:
                 "cache": (["use", "refresh", "off"], {"default": "use", "tooltip": "use: reuse a LoRA trained before on the same model, VAE, image, prompt and settings; refresh: retrain and overwrite; off: always train, store nothing."}),
                 "save_name": ("STRING", {"default": "", "tooltip": "If set, also save the LoRA as models/loras/<name>.safetensors (kohya keys: LoraLoader, A1111 and Forge load it)."}),
             },
+            "optional": {
+                "crop_encoding": (list(CROP_ENCODINGS), {"default": CROP_ENCODINGS[0], "tooltip": "per_crop (the reference): the VAE encodes every crop (320 for 80 steps × 4; a square picture at the crop size is encoded once, since all its crops are the same). latent (DragKit option, for pictures that are not square): the picture is encoded once and the crops are cut from its latent — much less VAE work, a slightly different training set (crop offsets on the 8 px latent grid; each crop's latent sees past its edges)."}),
+            },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def train(self, model, vae, image, conditioning, steps, rank, lr, batch_size, resolution, seed, precision,
-              cache, save_name, unique_id=None):
+              cache, save_name, crop_encoding=CROP_ENCODINGS[0], unique_id=None):
         node = self.NAME
         if not isinstance(steps, int) or steps < 1:
             raise DragKitInputError(node, "steps", f"must be ≥ 1, got {steps!r}.")
@@ -91,8 +94,15 @@ class IdentityLoRATrain:
             raise DragKitInputError(node, "save_name", f"{save_name!r}: use letters, digits, spaces, '-', '_' and '.' only.")
         backbone = backbone_for(node, model)  # validates the model
         context = text_context(conditioning, model, node)
-        config = LoRAConfig(rank=rank, lr=lr, steps=steps, batch_size=batch_size, resolution=resolution, seed=seed,
-                            precision=resolve_precision(precision, backbone.device))
+        if crop_encoding not in CROP_ENCODINGS:
+            raise DragKitInputError(node, "crop_encoding", f"{crop_encoding!r}: use one of {', '.join(CROP_ENCODINGS)}.")
+        try:
+            config = LoRAConfig(rank=rank, lr=lr, steps=steps, batch_size=batch_size, resolution=resolution, seed=seed,
+                                precision=resolve_precision(precision, backbone.device), crop_encoding=crop_encoding)
+        except ValueError as e:  # e.g. the latents of steps × batch_size crops beyond MAX_LATENT_BYTES
+            # LoRAConfig's messages start with the setting at fault
+            name = next((n for n in ("rank", "lr", "resolution", "crop_encoding") if str(e).startswith(n)), "steps")
+            raise DragKitInputError(node, name, str(e)) from None
         pixels = image.detach().float().cpu().movedim(-1, 1).clone()
 
         started = time.monotonic()
@@ -169,5 +179,10 @@ class IdentityLoRATrain:
 
         name = save_name if save_name.endswith(".safetensors") else f"{save_name}.safetensors"
         path = Path(folder_paths.get_folder_paths("loras")[0]) / name
-        write_safetensors(path, to_kohya(model, lora), metadata)
+        try:
+            write_safetensors(path, to_kohya(model, lora), metadata)
+        except OSError as e:  # a full disk, a read-only folder: atomic_write has left nothing behind
+            raise DragKitNodeError(IdentityLoRATrain.NAME, f"could not save the LoRA as {path} ({e.strerror or e}); "
+                                   "nothing was written. Free disk space or make the folder writable, or clear "
+                                   "save_name to skip saving.") from None
         log.info("IdentityLoRATrain: saved %s", path)

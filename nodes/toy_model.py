@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 import torch
 
+from .errors import DragKitNodeError
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,4 +141,11 @@ class ToyModelLoader:
         return {"required": {}}
 
     def load(self):
-        return load_toy_model()
+        try:
+            return load_toy_model(TOY_WEIGHTS)
+        except FileNotFoundError:
+            raise DragKitNodeError(self.NAME, f"the bundled toy model is missing ({TOY_WEIGHTS}): reinstall DragKit "
+                                   "(the file ships with the pack) or train it: python scripts/train_toy.py") from None
+        except Exception as e:  # noqa: BLE001  (a damaged file: the loader says which and what to do)
+            raise DragKitNodeError(self.NAME, f"the bundled toy model {TOY_WEIGHTS} cannot be read ({e}): "
+                                   "reinstall DragKit or train it again: python scripts/train_toy.py") from None

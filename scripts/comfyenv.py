@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -61,6 +62,26 @@ def setup(cpu: bool = True) -> None:
     module = register_pack()
     module.__spec__.loader.exec_module(module)
     _ready = True
+
+
+def emulate_device_moves() -> Callable[[], None]:
+    """Make every ``comfy.model_management.load_models_gpu`` re-make the loaded models' weights afterwards, as a
+    copy to another device does (``module.to`` sets each ``param.data``). On a GPU machine every load moves a
+    model from its offload device; on a CPU nothing moves, so without this the CPU never runs that path.
+    Returns the function that undoes it."""
+    setup()
+    import comfy.model_management
+
+    original = comfy.model_management.load_models_gpu
+
+    def load_and_move(models, *args, **kwargs):
+        result = original(models, *args, **kwargs)
+        for patcher in models:
+            patcher.model._apply(lambda t: t.clone())
+        return result
+
+    comfy.model_management.load_models_gpu = load_and_move
+    return lambda: setattr(comfy.model_management, "load_models_gpu", original)
 
 
 def _fill(module: torch.nn.Module, seed: int) -> None:

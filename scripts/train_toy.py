@@ -12,6 +12,11 @@ learns to read (ComfyUI's CLIP forward uses in-place ops and cannot be trained t
 
 Optional stage 3, ``--finetune-from FILE --out OTHER``: fine-tune FILE's UNet (VAE and text encoder kept), e.g.
 with ``--skip-dropout`` (docs/TOY_MODEL.md: an attempt to make the decoder read its bottleneck, for DragNoise).
+``--vae-from FILE`` skips stage 1 and trains a new UNet on FILE's VAE.
+
+``--device cuda`` trains on a GPU (the data are still rendered and drawn on the CPU with the same seeds, so a run
+is the same recipe on either device); ``--seconds S`` sizes stage 2 to a time budget: after 30 timed steps it
+sets the number of steps (at most ``--unet-steps``) that fit, and the learning-rate schedule follows it.
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ def vae_decode(vae_model, z: torch.Tensor) -> torch.Tensor:
     return vae_model.decoder(z)
 
 
-def train_vae(steps: int, batch: int, seed: int, lr: float = 1e-3) -> tuple[torch.nn.Module, dict]:
+def train_vae(steps: int, batch: int, seed: int, lr: float = 1e-3, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
     from dragkit.nodes.toy_model import TOY_VAE_GROUP_CHANNELS, regroup_vae_norms, vae_config
@@ -82,11 +87,12 @@ def train_vae(steps: int, batch: int, seed: int, lr: float = 1e-3) -> tuple[torc
     reset_parameters(vae_model, seed)
     zero_residual_branches(vae_model)
     regroup_vae_norms(vae_model)
+    vae_model.to(device)
     optimizer = torch.optim.AdamW(vae_model.parameters(), lr=lr, weight_decay=0.0)
     rng = np.random.default_rng(seed)
     losses, started = [], time.monotonic()
     for step in range(steps):
-        x, _ = scene_batch(rng, batch)
+        x = scene_batch(rng, batch)[0].to(device)
         # A deterministic autoencoder on the posterior mean (ComfyUI's VAEEncode takes the mode), MSE loss,
         # a small penalty on the latents' magnitude in place of the KL: measured faster than L1 + sampled KL
         # (scripts/toy_vae_probe.py, docs/TOY_MODEL.md).
@@ -104,14 +110,14 @@ def train_vae(steps: int, batch: int, seed: int, lr: float = 1e-3) -> tuple[torc
             log.info("vae step %d/%d loss %.4f (%.0f s)", step, steps, losses[-1], time.monotonic() - started)
     # Rescale the latent space so that × 0.18215 (SD1.5's latent_format) gives unit variance.
     with torch.no_grad():
-        x, _ = scene_batch(np.random.default_rng(seed + 1), 256)
+        x = scene_batch(np.random.default_rng(seed + 1), 256)[0].to(device)
         mean, _ = vae_moments(vae_model, x)
         k = 1.0 / (SD_LATENT_SCALE * float(mean.std()))
         vae_model.quant_conv.weight[:4] *= k
         vae_model.quant_conv.bias[:4] *= k
         vae_model.quant_conv.bias[4:] += 2 * math.log(k)  # logvar of k·z
         vae_model.post_quant_conv.weight /= k
-        x, _ = scene_batch(np.random.default_rng(seed + 2), 64)
+        x = scene_batch(np.random.default_rng(seed + 2), 64)[0].to(device)
         mean, _ = vae_moments(vae_model, x)
         recon = vae_decode(vae_model, mean).clamp(-1, 1)
         mse = F.mse_loss((recon + 1) / 2, (x + 1) / 2).item()
@@ -124,12 +130,14 @@ def train_vae(steps: int, batch: int, seed: int, lr: float = 1e-3) -> tuple[torc
 
 
 def encode_dataset(vae_model, count: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    """``count`` rendered scenes' latents (on the VAE's device) and captions."""
+    device = next(vae_model.parameters()).device
     rng = np.random.default_rng(seed)
     latents, captions = [], []
     with torch.no_grad():
         for start in range(0, count, 256):
             x, caps = scene_batch(rng, min(256, count - start))
-            mean, _ = vae_moments(vae_model, x)
+            mean, _ = vae_moments(vae_model, x.to(device))
             latents.append(mean * SD_LATENT_SCALE)
             captions += caps
     return torch.cat(latents), captions
@@ -154,12 +162,15 @@ class SkipDropout:
     def __call__(self, h, hsp, transformer_options):
         if transformer_options["block"][1] >= self.below:
             return h, hsp
-        return h, hsp * self.keep.to(hsp.dtype)
+        return h, hsp * self.keep.to(hsp)
 
 
 def train_diffusion(vae_model, steps: int, batch: int, dataset_size: int, seed: int, lr: float = 4e-4,
-                    skip_dropout: float = 0.0, start=None, skip_dropout_below: int = 9):
-    """Stage 2. ``start`` = (MODEL, CLIP) of an earlier run to fine-tune instead of a fresh UNet."""
+                    skip_dropout: float = 0.0, start=None, skip_dropout_below: int = 9, seconds: float | None = None,
+                    precompute_contexts: bool | None = None):
+    """Stage 2 on the VAE's device. ``start`` = (MODEL, CLIP) of an earlier run to fine-tune instead of a fresh
+    UNet; ``seconds``: fit the number of steps (at most ``steps``) to this budget, timed over steps 10–40;
+    ``precompute_contexts``: encode every caption once up front (default: on any device but the CPU)."""
     from dragkit.drag_core.schedule import scaled_linear_alphas_cumprod
     from dragkit.nodes.toy_model import build_clip, build_unet
 
@@ -177,7 +188,9 @@ def train_diffusion(vae_model, steps: int, batch: int, dataset_size: int, seed: 
     else:
         model, clip = start
         text = clip.cond_stage_model.clip_l
-    unet = model.model.diffusion_model.float()
+    device = next(vae_model.parameters()).device
+    unet = model.model.diffusion_model.float().to(device)
+    text.to(device)
     text.requires_grad_(False)
     tokenizer = clip.tokenizer.clip_l
     tokens = [[t for t, _ in tokenizer.tokenize_with_weights(c)[0]] for c in captions]
@@ -187,26 +200,47 @@ def train_diffusion(vae_model, steps: int, batch: int, dataset_size: int, seed: 
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    alphas = scaled_linear_alphas_cumprod().float()
+    alphas = scaled_linear_alphas_cumprod().float().to(device)
     gen = torch.Generator().manual_seed(seed + 2)
     dropout = SkipDropout(skip_dropout, gen, skip_dropout_below)
     options = {"patches": {"output_block_patch": [dropout]}} if skip_dropout else {}
-    losses = []
-    unet.train()
-    for step in range(steps):
-        idx = torch.randint(0, len(captions), (batch,), generator=gen)
-        z0 = latents[idx]
-        drop = torch.rand(batch, generator=gen) < 0.1
-        rows = [empty if drop[i] else tokens[int(j)] for i, j in enumerate(idx)]
+    contexts = None
+    if precompute_contexts if precompute_contexts is not None else device.type != "cpu":
+        # Every scene's caption (and, last, the empty one) encoded once: per step, ComfyUI's per-token Python path
+        # through the text encoder kept the GPU waiting. The CPU keeps the per-step path its bundled model was
+        # trained with (same values up to float rounding; precomputing would cost it ~8000 × 77 × 128 floats).
         with torch.no_grad():
-            context, _ = text(rows)
+            rows = tokens + [empty]
+            contexts = torch.cat([text(rows[i:i + 256])[0] for i in range(0, len(rows), 256)])
+    losses, timer = [], None
+    unet.train()
+    step = 0
+    while step < steps:
+        if seconds is not None and step in (10, 40):  # fit the schedule to the budget once the rate is known
+            sync(device)
+            if step == 10:
+                timer = time.monotonic()
+            else:
+                per_step = (time.monotonic() - timer) / 30
+                # 10 % spare: on an H200 the later steps ran slower than steps 10-40 and a run overshot its slot
+                steps = max(41, min(steps, int((seconds - (time.monotonic() - started)) / (1.1 * per_step)) + 40))
+                log.info("%.1f ms a step: %d steps fit in %.0f s", per_step * 1e3, steps, seconds)
+        idx = torch.randint(0, len(captions), (batch,), generator=gen)
+        z0 = latents[idx.to(device)]
+        drop = torch.rand(batch, generator=gen) < 0.1
+        if contexts is not None:
+            context = torch.where(drop.to(device).reshape(-1, 1, 1), contexts[-1:], contexts[idx.to(device)])
+        else:
+            rows = [empty if drop[i] else tokens[int(j)] for i, j in enumerate(idx)]
+            with torch.no_grad():
+                context, _ = text(rows)
         if skip_dropout:  # draws from gen only when on, so a run without it repeats run 2 exactly
             dropout.new_step(batch)
-        t = torch.randint(0, 1000, (batch,), generator=gen)
-        noise = torch.randn(z0.shape, generator=gen)
+        t = torch.randint(0, 1000, (batch,), generator=gen).to(device)
+        noise = torch.randn(z0.shape, generator=gen).to(device)
         a = alphas[t].reshape(-1, 1, 1, 1)
         z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
-        eps = unet(z_t, t.float(), context=context, transformer_options=options)
+        eps = unet(z_t, t.float(), context=context.to(device), transformer_options=options)
         loss = F.mse_loss(eps, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -215,14 +249,25 @@ def train_diffusion(vae_model, steps: int, batch: int, dataset_size: int, seed: 
         warm = min(1.0, (step + 1) / 200)
         for group in optimizer.param_groups:
             group["lr"] = lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / steps)))
-        losses.append(loss.item())
+        losses.append(loss.detach())
         if step % 200 == 0 or step == steps - 1:
+            losses = [float(v) for v in losses]  # one device sync per 200 steps, not per step
             log.info("diffusion step %d/%d loss %.4f (%.0f s)", step, steps, np.mean(losses[-200:]),
                      time.monotonic() - started)
+        step += 1
+    losses = [float(v) for v in losses]
     report = {"steps": steps, "batch": batch, "dataset_scenes": dataset_size, "seconds": round(time.monotonic() - started, 1),
               "final_loss": round(float(np.mean(losses[-200:])), 5), "caption_dropout": 0.1, "lr": lr,
-              "skip_dropout": skip_dropout, "skip_dropout_below": skip_dropout_below, "fine_tuned": start is not None}
+              "skip_dropout": skip_dropout, "skip_dropout_below": skip_dropout_below, "fine_tuned": start is not None,
+              "device": str(device)}
+    unet.cpu()
+    text.cpu()
     return model, clip, used, report
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def save(out: Path, vae_model, model, clip, used_tokens: list[int], info: dict) -> None:
@@ -236,7 +281,7 @@ def save(out: Path, vae_model, model, clip, used_tokens: list[int], info: dict) 
     embedding = clip_sd.pop(TOKEN_EMBEDDING)
     tensors.update({f"clip.{k}": v for k, v in clip_sd.items()})
     tensors.update(sparse_token_embedding(embedding, torch.tensor(used_tokens)))
-    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+    tensors = {k: (v.half() if v.is_floating_point() else v).cpu().contiguous() for k, v in tensors.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"dragkit_toy": json.dumps(info)})
@@ -251,9 +296,10 @@ def finetune(args) -> None:
 
     model, clip, vae = load_toy_model(args.finetune_from)
     earlier = json.loads(args.finetune_from.with_suffix(".json").read_text())
-    model, clip, used, report = train_diffusion(vae.first_stage_model.float(), args.unet_steps, args.unet_batch, args.dataset,
-                                                args.seed, args.unet_lr, args.skip_dropout, start=(model, clip),
-                                                skip_dropout_below=args.skip_dropout_below)
+    model, clip, used, report = train_diffusion(vae.first_stage_model.float().to(args.device), args.unet_steps,
+                                                args.unet_batch, args.dataset, args.seed, args.unet_lr,
+                                                args.skip_dropout, start=(model, clip),
+                                                skip_dropout_below=args.skip_dropout_below, seconds=args.seconds)
     info = dict(earlier, finetune=dict(report, source=args.finetune_from.name))  # its own "seconds"; total unchanged
     save(args.out, vae.first_stage_model, model, clip, used, info)
     print(args.out)
@@ -276,13 +322,19 @@ def main() -> None:
                         help="for this fraction of the training samples, zero the UNet skips entering the decoder's first blocks")
     parser.add_argument("--skip-dropout-below", type=int, default=9,
                         help="--skip-dropout acts on the skips entering output blocks below this index (9: all but full resolution)")
+    parser.add_argument("--vae-from", type=Path,
+                        help="skip stage 1: train a new UNet on this toy model's VAE (and the same seeded text encoder)")
+    parser.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
+    parser.add_argument("--seconds", type=float, help="fit stage 2's number of steps to this many seconds")
     parser.add_argument("--finetune-from", type=Path,
                         help="fine-tune this toy model's UNet (its VAE and text encoder are kept) instead of training anew")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     import comfyenv
 
-    comfyenv.setup()
+    comfyenv.setup(cpu=args.device == "cpu")
+    if args.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     started = time.monotonic()
     if args.finetune_from:
         if args.finetune_from.resolve() == args.out.resolve():
@@ -290,7 +342,12 @@ def main() -> None:
         finetune(args)
         return
     stage1 = args.out.with_name(args.out.stem + ".vae-stage.safetensors")
-    if args.reuse_vae and stage1.exists():  # stage 1 is deterministic: reuse it after an interrupted run
+    if args.vae_from:
+        from dragkit.nodes.toy_model import load_toy_model
+
+        vae_model = load_toy_model(args.vae_from)[2].first_stage_model.float()
+        vae_report = dict(json.loads(args.vae_from.with_suffix(".json").read_text())["vae"], source=args.vae_from.name)
+    elif args.reuse_vae and stage1.exists():  # stage 1 is deterministic: reuse it after an interrupted run
         from comfy.ldm.models.autoencoder import AutoencoderKL
         from safetensors.torch import load_file
 
@@ -304,12 +361,13 @@ def main() -> None:
     else:
         from safetensors.torch import save_file
 
-        vae_model, vae_report = train_vae(args.vae_steps, args.vae_batch, args.seed, args.vae_lr)
+        vae_model, vae_report = train_vae(args.vae_steps, args.vae_batch, args.seed, args.vae_lr, args.device)
         stage1.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in vae_model.state_dict().items()}, str(stage1))
+        save_file({k: v.cpu().contiguous() for k, v in vae_model.state_dict().items()}, str(stage1))
         stage1.with_suffix(".json").write_text(json.dumps(vae_report))
-    model, clip, used, diffusion_report = train_diffusion(vae_model, args.unet_steps, args.unet_batch, args.dataset, args.seed,
-                                                          args.unet_lr, args.skip_dropout, skip_dropout_below=args.skip_dropout_below)
+    model, clip, used, diffusion_report = train_diffusion(vae_model.to(args.device), args.unet_steps, args.unet_batch,
+                                                          args.dataset, args.seed, args.unet_lr, args.skip_dropout,
+                                                          skip_dropout_below=args.skip_dropout_below, seconds=args.seconds)
     info = {"vae": vae_report, "diffusion": diffusion_report, "seed": args.seed, "threads": torch.get_num_threads(),
             "total_seconds": round(time.monotonic() - started, 1), "torch": torch.__version__}
     save(args.out, vae_model, model, clip, used, info)

@@ -231,3 +231,50 @@ def test_the_low_rank_path_trains_the_same_lora_as_the_merged_path_and_leaves_no
     worst = max(float((merged[k] - low_rank[k]).abs().max()) for k in merged)
     assert worst < 0.3 * 1e-2  # well under one Adam step (lr 1e-2) anywhere
     assert not any(m._forward_hooks for m in mini.model.model.diffusion_model.modules())
+
+
+def test_a_damaged_truncated_or_unverifiable_cache_entry_is_retrained_never_loaded(comfy_folders, caplog):
+    """A cache entry carries a digest of its content: a file that still loads but holds other bytes is caught."""
+    from dragkit.drag_core.files import write_safetensors
+    from dragkit.nodes.comfy_lora import cache_dir, cache_load, cache_store
+
+    lora = {"diffusion_model.x.lora_up.weight": torch.randn(8, 2), "diffusion_model.x.alpha": torch.tensor(2.0)}
+    cache_store("k", lora, {"dragkit_kind": "test"})
+    path = cache_dir() / "k.safetensors"
+    assert all(torch.equal(cache_load("k")[key], lora[key]) for key in lora)
+
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x40  # one bit of a weight: the file still parses
+    path.write_bytes(bytes(data))
+    assert cache_load("k") is None and not path.exists()
+    cache_store("k", lora, {})
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated (a killed copy)
+    assert cache_load("k") is None and not path.exists()
+    write_safetensors(path, lora, {})  # no digest: an entry from before digests existed
+    assert cache_load("k") is None and not path.exists()
+    reasons = [r.getMessage() for r in caplog.records if "retraining" in r.getMessage()]
+    assert [("damaged" in m, "unreadable" in m, "digest" in m) for m in reasons] == [
+        (True, False, True), (False, True, False), (False, False, True)]
+
+
+def test_a_save_that_fails_midway_leaves_no_file_and_says_what_to_do(mini, comfy_folders, monkeypatch):
+    """A full disk while saving: a clear error naming the node, nothing in loras/ (not even a temporary file)."""
+    import errno
+
+    import safetensors.torch
+
+    from dragkit.nodes.errors import DragKitNodeError
+
+    def disk_fills(tensors, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_fills)
+    with pytest.raises(DragKitNodeError, match=r"IdentityLoRATrain: could not save the LoRA as .*mine\.safetensors "
+                       r"\(No space left on device\); nothing was written"):
+        _train(mini, steps=1, save_name="mine", cache="use")
+    loras = comfy_folders / "loras"
+    assert not loras.exists() or list(loras.iterdir()) == []
+    cache = comfy_folders / "dragkit" / "lora_cache"  # the cache write failed too: a warning, nothing left
+    assert not cache.exists() or list(cache.iterdir()) == []

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import sys
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from safetensors.torch import load_file
 
 
 @pytest.mark.slow
-def test_a_short_training_run_saves_a_model_that_loads_and_runs(comfy, tmp_path):
+def test_a_short_training_run_saves_a_model_that_loads_and_runs(comfy, tmp_path, monkeypatch):
     import train_toy
     from dragkit.nodes.comfy_unet import ComfyBackbone
     from dragkit.nodes.toy_model import IMAGE_SIZE, TOY_VAE_GROUP_CHANNELS, load_toy_model
@@ -35,7 +36,7 @@ def test_a_short_training_run_saves_a_model_that_loads_and_runs(comfy, tmp_path)
     # Stage 3: fine-tune that file's UNet with skip dropout; its VAE and text encoder are kept.
     tuned = tmp_path / "tuned.safetensors"
     args = argparse.Namespace(finetune_from=path, out=tuned, unet_steps=2, unet_batch=4, dataset=8, seed=0,
-                              unet_lr=4e-4, skip_dropout=0.5, skip_dropout_below=9)
+                              unet_lr=4e-4, skip_dropout=0.5, skip_dropout_below=9, device="cpu", seconds=None)
     train_toy.finetune(args)
     before, after = load_file(str(path)), load_file(str(tuned))
     assert before.keys() == after.keys()
@@ -43,6 +44,17 @@ def test_a_short_training_run_saves_a_model_that_loads_and_runs(comfy, tmp_path)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("unet."))
     info = json.loads(tuned.with_suffix(".json").read_text())
     assert info["finetune"]["skip_dropout"] == 0.5 and info["diffusion"] == report
+
+    # --vae-from (what the GPU machine runs): a new UNet on that file's VAE, the text encoder seeded as before.
+    fresh = tmp_path / "fresh.safetensors"
+    monkeypatch.setattr(sys, "argv", ["train_toy.py", "--vae-from", str(path), "--unet-steps", "2", "--unet-batch",
+                                      "4", "--dataset", "8", "--out", str(fresh)])
+    train_toy.main()
+    after = load_file(str(fresh))
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("unet."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("unet."))
+    info = json.loads(fresh.with_suffix(".json").read_text())
+    assert info["vae"]["source"] == "toy.safetensors" and info["diffusion"]["device"] == "cpu"
 
 
 def test_zero_residual_branches_make_every_vae_block_the_identity(comfy):
@@ -91,3 +103,15 @@ def test_training_without_skip_dropout_draws_nothing_for_it(comfy, monkeypatch):
     train_toy.train_diffusion(vae_model, steps=1, batch=2, dataset_size=4, seed=0)
     with pytest.raises(AssertionError, match="drew random numbers"):
         train_toy.train_diffusion(vae_model, steps=1, batch=2, dataset_size=4, seed=0, skip_dropout=0.5)
+
+
+def test_a_missing_or_damaged_toy_model_file_is_a_clear_error_from_the_loader(comfy, tmp_path, monkeypatch):
+    from dragkit.nodes import toy_model
+    from dragkit.nodes.errors import DragKitNodeError
+
+    monkeypatch.setattr(toy_model, "TOY_WEIGHTS", tmp_path / "dragkit_toy.safetensors")
+    with pytest.raises(DragKitNodeError, match=r"ToyModelLoader: the bundled toy model is missing .*train_toy\.py"):
+        toy_model.ToyModelLoader().load()
+    (tmp_path / "dragkit_toy.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")  # not the model
+    with pytest.raises(DragKitNodeError, match=r"ToyModelLoader: the bundled toy model .* cannot be read"):
+        toy_model.ToyModelLoader().load()

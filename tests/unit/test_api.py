@@ -113,7 +113,8 @@ def test_a_picture_not_a_multiple_of_8_is_resized_and_the_points_follow(pipe):
     ({"inversion_strength": 1.5}, "inversion_strength: must be in"),
     ({"edit_prompt": "a cat"}, "edit_prompt: only the training-free drag"),
     ({"steps": 5000}, "steps: must be a whole number in"),
-    ({"lora": "train", "lora_resolution": 4}, "lora_steps / lora_resolution: "),
+    ({"lora": "train", "lora_resolution": 4}, "lora_steps / lora_resolution / lora_crop_encoding: lr must be > 0 and resolution"),
+    ({"lora": "train", "lora_crop_encoding": "pixels"}, "lora_crop_encoding: crop_encoding must be one of"),
     ({"lora": {"lora_unet_foo.alpha": torch.tensor(1.0)}}, "lora: the LoRA names 'lora_unet_foo.alpha'"),
     ({"method": "sacdrag", "steps": 10}, "steps: the training-free drag drags at step 10"),
 ])

@@ -70,3 +70,26 @@ def test_callback_sees_every_step_and_can_interrupt(setup):
     with pytest.raises(Stop):
         ddim_denoise(backbone, z0, context, schedule, 10, callback=interrupt)
     assert len(backbone.calls) == 2
+
+
+class _ElsewhereBackbone:
+    """A UNet on another device than the latent it is given (the meta device stands in for a GPU: mixing its
+    tensors with CPU ones fails as mixing CUDA and CPU ones does)."""
+
+    device = torch.device("meta")
+    alphas_cumprod = SmoothBackbone().alphas_cumprod
+
+    def __call__(self, z, timestep, context, request=None):
+        from dragkit.drag_core.backbone import UNetOutput
+
+        assert z.device == self.device
+        return UNetOutput(eps=torch.zeros_like(z))
+
+
+def test_inversion_and_denoising_follow_the_unet_to_its_device(setup):
+    # Found on an H200: DDIMInvert got its latent from ComfyUI's CPU (the intermediate device) and the UNet's
+    # ε on the GPU; the DDIM update mixed the two.
+    _, schedule, z0, context = setup
+    backbone = _ElsewhereBackbone()
+    assert ddim_invert(backbone, z0, context, schedule, 3).device == backbone.device
+    assert ddim_denoise(backbone, z0, context, schedule, 47).device == backbone.device

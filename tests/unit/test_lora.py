@@ -126,3 +126,49 @@ def test_the_low_rank_form_is_the_merged_weight_applied():
     x = torch.randn(3, 7, 12, generator=generator)
     merged = torch.nn.functional.linear(x, delta(weight))
     torch.testing.assert_close(torch.nn.functional.linear(x, weight) + delta.low_rank(x), merged)
+
+
+def test_latent_crop_encoding_encodes_the_picture_once_and_cuts_crops_on_the_latent_grid():
+    """crop_encoding "latent": one VAE pass for the whole LoRA on a picture that is not square; every crop is a
+    (size/8)² window of one posterior sample of the resized picture (trimmed to whole latent cells)."""
+    from dragkit.drag_core.lora import latent_square_crops, posterior_sampler, resize_shorter_side
+
+    image = torch.rand(1, 3, 50, 83, generator=torch.Generator().manual_seed(0))  # resized: 32 × 53 → 32 × 48
+    calls, pictures = [], []
+    moments = _counting_moments(calls)
+    encode = posterior_sampler(lambda x: pictures.append(x[:1].clone()) or moments(x), lambda z: z)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        crops = latent_square_crops(encode, image, 32, 4, generator)
+        assert crops.shape == (4, 4, 4, 4)
+    assert calls == [1]  # one picture encoded, kept for the later steps
+    torch.testing.assert_close(pictures[0], resize_shorter_side(image, 32)[:, :, :, :48])
+    mean, std = moments(pictures[0])
+    windows = [mean[0, :, :, left:left + 4] for left in range(3)]  # latent 4 × 6: three offsets along the width
+    for crop in crops:  # each a sample around the mean of one window
+        assert min(float((crop - w).abs().max()) for w in windows) <= float(std.max()) * 6
+
+
+def test_latent_crop_encoding_trains_and_is_refused_off_the_latent_grid():
+    with pytest.raises(ValueError, match="divisible by 8"):
+        LoRAConfig(resolution=100, crop_encoding="latent")
+    with pytest.raises(ValueError, match="crop_encoding"):
+        LoRAConfig(crop_encoding="pixels")
+    from dragkit.drag_core.lora import posterior_sampler
+
+    calls = []
+    delta = LoRADelta(4, 4, rank=2, scale=1.0, generator=torch.Generator().manual_seed(0))
+    config = LoRAConfig(rank=2, lr=5e-2, steps=6, batch_size=2, resolution=16, crop_encoding="latent")
+    result = train_identity_lora(
+        lambda z, t, ctx: torch.einsum("oc,bchw->bohw", delta(torch.eye(4)), z), list(delta.parameters()),
+        posterior_sampler(_counting_moments(calls), lambda z: z * 0.5), torch.rand(1, 3, 20, 37),
+        torch.zeros(1, 1, 8), scaled_linear_alphas_cumprod(), config, torch.device("cpu"))
+    assert len(result.losses) == 6 and calls == [1]  # 6 steps, one picture encoded (per crop: 6 batches of 2)
+
+
+def test_the_pre_encoded_latents_are_capped_before_anything_is_encoded():
+    """Every step's latents are encoded up front: the widgets' maxima (10000 steps × 64 crops at 2048 px) would
+    hold hundreds of GB; SPEC's settings hold 21 MB."""
+    assert LoRAConfig().latent_bytes == 80 * 4 * 4 * 64 * 64 * 4
+    with pytest.raises(ValueError, match=r"steps × batch_size × resolution: 10000 × 64 crops at 2048 px .* GiB"):
+        LoRAConfig(steps=10000, batch_size=64, resolution=2048)

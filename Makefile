@@ -1,7 +1,7 @@
 # DragKit developer commands. `make setup` is called by the others and is idempotent.
 PY := .venv/bin/python
 
-.PHONY: setup test test-fast test-browser lint ui demo gpu gpu-smoke gpu-bundle clean
+.PHONY: setup test test-fast test-browser lint ui demo soak gpu gpu-smoke gpu-bundle clean
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +29,11 @@ ui: setup
 
 demo: setup
 	$(PY) scripts/demo.py
+
+# The release soak (docs/RELIABILITY.md): 100 consecutive edits through one server with its memory sampled, and an
+# interrupt in every long node; make test runs the same tests with 20 edits.
+soak: setup
+	DRAGKIT_SOAK_EDITS=$${EDITS:-100} $(PY) -m pytest tests/server/test_soak.py -q -s
 
 # The GPU check (bench/gpu.py): every graph on a full-size random SD1.5 at 512 px, timed, then the GPU tests.
 gpu: setup

@@ -4,6 +4,7 @@ drag_core's tensors with input checks, and running a core function on the model'
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,14 @@ def model_latent_in(model, latent: dict, node: str, input_name: str = "latent") 
     if not torch.isfinite(samples).all():
         raise DragKitInputError(node, input_name, "the latent contains NaN or infinite values.")
     return latent_in(model, samples.detach().clone().float())
+
+
+def check_finite(node: str, **values: Any) -> None:
+    """FLOAT widget values must be finite: ComfyUI's range check lets NaN through (every comparison with NaN is
+    false), and a NaN learning rate or guidance scale would fail deep in torch or return a NaN picture."""
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DragKitInputError(node, name, f"must be a finite number, got {value!r}.")
 
 
 def single_image(image, node: str, input_name: str = "image") -> torch.Tensor:

@@ -16,6 +16,7 @@ from .common import (
     CATEGORY,
     STATE_TYPE,
     backbone_for,
+    check_finite,
     check_same_schedule,
     check_state,
     model_latent_in,
@@ -187,6 +188,7 @@ class DDIMSample:
 
     def sample(self, model, positive, negative, seed, steps, cfg, strength, width, height):
         node = self.NAME
+        check_finite(node, cfg=cfg)
         check_schedule(node, steps, "strength", strength)
         if width % PIXELS_PER_LATENT or height % PIXELS_PER_LATENT:
             raise DragKitInputError(

@@ -26,7 +26,7 @@ from .comfy_lora import (
     to_kohya,
 )
 from .comfy_unet import ComfyBackbone
-from .common import CATEGORY, backbone_for, progress_callback, send_text, single_image, text_context
+from .common import CATEGORY, backbone_for, check_finite, progress_callback, send_text, single_image, text_context
 from .errors import DragKitInputError, DragKitNodeError
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class IdentityLoRATrain:
             raise DragKitInputError(node, "steps", f"must be ≥ 1, got {steps!r}.")
         if not isinstance(rank, int) or rank < 1:
             raise DragKitInputError(node, "rank", f"must be ≥ 1, got {rank!r}.")
+        check_finite(node, lr=lr)
         image = single_image(image, node)
         if save_name and not _SAFE_NAME.match(save_name):
             raise DragKitInputError(node, "save_name", f"{save_name!r}: use letters, digits, spaces, '-', '_' and '.' only.")

@@ -25,6 +25,7 @@ from .common import (
     STATE_TYPE,
     PointsOnImage,
     backbone_for,
+    check_finite,
     check_points,
     check_same_schedule,
     check_state,
@@ -79,12 +80,17 @@ def check_anchor(node: str, motion_anchor: str) -> None:
 
 
 def parse_blocks(text: str, node: str) -> tuple[int, ...]:
+    """"2" or "1,2" → (2,) or (1, 2). Each block once: a repeated block would be tapped and interpolated once per
+    mention (a workflow's "2,2,…" could ask for thousands of full-resolution feature copies)."""
+    text = str(text)
     try:
-        blocks = tuple(int(part) for part in str(text).replace(" ", "").split(",") if part)
+        blocks = tuple(int(part) for part in text.replace(" ", "").split(",") if part) if len(text) <= 64 else ()
     except ValueError:
         blocks = ()
-    if not blocks:
-        raise DragKitInputError(node, "feature_blocks", f"expected decoder block numbers like '2' or '1,2', got {text!r}.")
+    if not blocks or len(set(blocks)) != len(blocks):
+        shown = repr(text) if len(text) <= 64 else f"{text[:40]!r}… ({len(text)} characters)"
+        raise DragKitInputError(node, "feature_blocks",
+                                f"expected distinct decoder block numbers like '2' or '1,2', got {shown}.")
     return blocks
 
 
@@ -107,6 +113,7 @@ def run_optimizer(
     ``ui["drag"]`` summary. ``hooks``: what the backbone needs beyond the feature blocks."""
     check_state(node, state)
     check_points(node, drag_points)
+    check_finite(node, **widgets)
     blocks = parse_blocks(widgets["feature_blocks"], node)
     if "motion_anchor" in widgets:
         check_anchor(node, widgets["motion_anchor"])

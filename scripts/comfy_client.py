@@ -142,7 +142,7 @@ def lora_drag_graph(points_json: str, lora_steps: int = 2, resolution: int = 64,
         "inputs": {
             "model": ["1", 0], "vae": ["1", 2], "image": ["2", 0], "conditioning": ["4", 0], "steps": lora_steps,
             "rank": 16, "lr": 5e-4, "batch_size": 2, "resolution": resolution, "seed": 0, "precision": "auto",
-            "cache": "use", "save_name": "",
+            "cache": "use", "save_name": "", "crop_encoding": "per_crop",
         },
     }
     for node in ("5", "6", "10"):
@@ -161,7 +161,7 @@ def toy_drag_graph(image: str, prompt: str, points_json: str, lora_steps: int = 
             "inputs": {
                 "model": ["1", 0], "vae": ["1", 2], "image": ["2", 0], "conditioning": ["3", 0], "steps": lora_steps,
                 "rank": 16, "lr": 5e-4, "batch_size": 4, "resolution": 128, "seed": 0, "precision": "auto",
-                "cache": "use", "save_name": "",
+                "cache": "use", "save_name": "", "crop_encoding": "per_crop",
             },
         },
         "5": {"class_type": "DragKitDragPoints", "inputs": {"image": ["2", 0], "points": points_json}},

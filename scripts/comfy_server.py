@@ -74,8 +74,10 @@ class Server:
                 self.process.wait()
 
 
-def start(base: Path, port: int | None = None, timeout: float = 120.0, extra_args: tuple[str, ...] = ()) -> Server:
-    """Start ComfyUI on a free loopback port; return once /system_stats answers."""
+def start(base: Path, port: int | None = None, timeout: float = 120.0, extra_args: tuple[str, ...] = (),
+          env: dict[str, str] | None = None) -> Server:
+    """Start ComfyUI on a free loopback port; return once /system_stats answers. ``env``: extra environment
+    variables for the server process."""
     prepare_base(base)
     port = port or free_port()
     log_path = base / "server.log"
@@ -86,7 +88,8 @@ def start(base: Path, port: int | None = None, timeout: float = 120.0, extra_arg
         "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_NAME, *extra_args,
     ]
     out = open(log_path, "w")
-    process = subprocess.Popen(cmd, cwd=comfyui_dir(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(cmd, cwd=comfyui_dir(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                               env={**os.environ, **(env or {})})
     server = Server(process, port, base, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

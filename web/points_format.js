@@ -6,6 +6,19 @@
 // zeros, so a painted region costs a few numbers per row instead of W·H values.
 
 export const POINTS_VERSION = 1;
+// The limits drag_core/points.py enforces (a workflow file is untrusted: a few bytes must not make the browser
+// tab allocate gigabytes): the largest picture side, for the points and their mask, and the pairs.
+export const MAX_SIDE = 8192;
+export const MAX_PAIRS = 64;
+
+function checkSize(what, width, height) {
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+    throw new Error(`${what}: width and height must be positive integers`);
+  }
+  if (width > MAX_SIDE || height > MAX_SIDE) {
+    throw new Error(`${what}: ${width}×${height} is larger than ${MAX_SIDE} pixels a side`);
+  }
+}
 
 /** Run lengths of a 0/1 array, starting with a run of zeros (length 0 when the first value is 1). */
 export function encodeRLE(mask) {
@@ -28,7 +41,9 @@ export function encodeRLE(mask) {
 
 /** The 0/1 Uint8Array of width·height values that the runs describe; throws on a size mismatch. */
 export function decodeRLE(runs, width, height) {
+  checkSize("mask", width, height);
   const total = width * height;
+  if (!Array.isArray(runs) || runs.length > total + 1) throw new Error("mask: rle must be at most width·height + 1 runs");
   const out = new Uint8Array(total);
   let at = 0;
   runs.forEach((run, i) => {
@@ -50,16 +65,16 @@ export function parsePoints(text) {
   const data = JSON.parse(text);
   if (!data || data.version !== POINTS_VERSION) throw new Error(`points: version must be ${POINTS_VERSION}`);
   const { width, height } = data;
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
-    throw new Error("points: width and height must be positive integers");
-  }
+  checkSize("points", width, height);
+  if ((data.points ?? []).length > MAX_PAIRS) throw new Error(`points: more than ${MAX_PAIRS} pairs`);
   const pairs = (data.points ?? []).map((p) => ({ handle: [+p.handle[0], +p.handle[1]], target: [+p.target[0], +p.target[1]] }));
   let mask = null;
   if (data.mask) {
-    const m = decodeRLE(data.mask.rle, data.mask.width, data.mask.height);
-    // The editor paints on the points' pixel grid; a mask of another size is resampled onto it.
-    mask = data.mask.width === width && data.mask.height === height
-      ? m : resampleMask(m, data.mask.width, data.mask.height, width, height);
+    // As the Python side: the mask is on the points' own pixel grid (checked before anything is decoded).
+    if (data.mask.width !== width || data.mask.height !== height) {
+      throw new Error(`mask: ${data.mask.width}×${data.mask.height} differs from the points' ${width}×${height}`);
+    }
+    mask = decodeRLE(data.mask.rle, width, height);
   }
   return { width, height, pairs, mask };
 }

@@ -100,6 +100,8 @@ def model_latent_in(model, latent: dict, node: str, input_name: str = "latent") 
             f"got a batch of {samples.shape[0]} latents; DragKit edits one image at a time "
             "(pick one with 'Latent From Batch').",
         )
+    if samples.numel() == 0:
+        raise DragKitInputError(node, input_name, f"the latent is empty (shape {tuple(samples.shape)}).")
     if not torch.isfinite(samples).all():
         raise DragKitInputError(node, input_name, "the latent contains NaN or infinite values.")
     return latent_in(model, samples.detach().clone().float())
@@ -114,24 +116,36 @@ def check_finite(node: str, **values: Any) -> None:
 
 
 def single_image(image, node: str, input_name: str = "image") -> torch.Tensor:
-    """IMAGE (1, H, W, 3|4) → the RGB image; refuses other shapes and batches, saying what to do."""
-    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
-        raise DragKitInputError(node, input_name, "expected an IMAGE.")
+    """IMAGE (1, H, W, 3|4) → the RGB image; refuses other shapes, batches, empty and non-finite pictures."""
+    if (not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4)
+            or not image.is_floating_point()):
+        got = f"a {image.dtype} tensor of shape {tuple(image.shape)}" if isinstance(image, torch.Tensor) else type(image).__name__
+        raise DragKitInputError(node, input_name, f"expected an IMAGE (1, H, W, 3) of floats in [0, 1], got {got}.")
     if image.shape[0] != 1:
         raise DragKitInputError(
             node, input_name, f"got a batch of {image.shape[0]} images; DragKit edits one image at a time "
             "(pick one with 'Image From Batch')."
         )
+    if image.shape[1] < 1 or image.shape[2] < 1:
+        raise DragKitInputError(node, input_name, f"the image is empty ({image.shape[2]}×{image.shape[1]} px).")
     if max(image.shape[1], image.shape[2]) > MAX_SIDE:
         raise DragKitInputError(
             node, input_name, f"the image is {image.shape[2]}×{image.shape[1]} px; DragKit edits pictures up to "
             f"{MAX_SIDE} px a side (SD1.5 works at 512–1024): scale it down first (e.g. 'Upscale Image By' < 1)."
         )
+    if not torch.isfinite(image).all():
+        raise DragKitInputError(node, input_name, "the image contains NaN or infinite values.")
     return image[..., :3]
 
 
 def mask_2d(mask: torch.Tensor, height: int, width: int, node: str, input_name: str = "mask") -> torch.Tensor:
     """A MASK as a binary (height, width) float tensor (> 0.5), resized (nearest) to the image when it differs."""
+    if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3) or mask.numel() == 0:
+        got = f"shape {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise DragKitInputError(node, input_name, f"expected a non-empty MASK (H, W) or (B, H, W), got {got}.")
+    if max(mask.shape[-2:]) > MAX_SIDE:
+        raise DragKitInputError(node, input_name, f"the mask is {mask.shape[-1]}×{mask.shape[-2]}, larger than "
+                                f"{MAX_SIDE} px a side.")
     m = mask.detach().float().cpu()
     if m.ndim == 3:
         if m.shape[0] > 1:
@@ -155,19 +169,23 @@ def model_latent_out(model, z: torch.Tensor) -> dict:
 
 
 def text_context(conditioning, model, node: str, input_name: str = "conditioning") -> torch.Tensor:
-    """CONDITIONING → the cross-attention context tensor (1, tokens, dim)."""
-    if not isinstance(conditioning, list) or not conditioning or not isinstance(conditioning[0][0], torch.Tensor):
+    """CONDITIONING → the cross-attention context tensor (1, tokens, dim), finite."""
+    first = conditioning[0] if isinstance(conditioning, list) and conditioning else None
+    if (not isinstance(first, (list, tuple)) or not first or not isinstance(first[0], torch.Tensor)
+            or not first[0].is_floating_point()):
         raise DragKitInputError(node, input_name, "expected a CONDITIONING from a CLIP Text Encode node.")
     if len(conditioning) > 1:
         log.warning("%s: %s has %d entries; only the first is used", node, input_name, len(conditioning))
     context = conditioning[0][0]
     expected = context_dim(model) or context.shape[-1]
-    if context.ndim != 3 or context.shape[-1] != expected:
+    if context.ndim != 3 or context.shape[-1] != expected or context.numel() == 0:
         raise DragKitInputError(
             node, input_name,
             f"text embedding of shape {tuple(context.shape)} does not fit the model (context dim {expected}); "
             "encode the prompt with the CLIP of the same checkpoint.",
         )
+    if not torch.isfinite(context[:1]).all():
+        raise DragKitInputError(node, input_name, "the text embedding contains NaN or infinite values.")
     return context[:1].detach().clone().float()
 
 

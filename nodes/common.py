@@ -176,7 +176,7 @@ def text_context(conditioning, model, node: str, input_name: str = "conditioning
         raise DragKitInputError(node, input_name, "expected a CONDITIONING from a CLIP Text Encode node.")
     if len(conditioning) > 1:
         log.warning("%s: %s has %d entries; only the first is used", node, input_name, len(conditioning))
-    context = conditioning[0][0]
+    context = first[0]
     expected = context_dim(model) or context.shape[-1]
     if context.ndim != 3 or context.shape[-1] != expected or context.numel() == 0:
         raise DragKitInputError(

@@ -95,8 +95,6 @@ class IdentityLoRATrain:
             raise DragKitInputError(node, "save_name", f"{save_name!r}: use letters, digits, spaces, '-', '_' and '.' only.")
         backbone = backbone_for(node, model)  # validates the model
         context = text_context(conditioning, model, node)
-        if crop_encoding not in CROP_ENCODINGS:
-            raise DragKitInputError(node, "crop_encoding", f"{crop_encoding!r}: use one of {', '.join(CROP_ENCODINGS)}.")
         try:
             config = LoRAConfig(rank=rank, lr=lr, steps=steps, batch_size=batch_size, resolution=resolution, seed=seed,
                                 precision=resolve_precision(precision, backbone.device), crop_encoding=crop_encoding)

@@ -115,3 +115,18 @@ def test_a_missing_or_damaged_toy_model_file_is_a_clear_error_from_the_loader(co
     (tmp_path / "dragkit_toy.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")  # not the model
     with pytest.raises(DragKitNodeError, match=r"ToyModelLoader: the bundled toy model .* cannot be read"):
         toy_model.ToyModelLoader().load()
+
+
+@pytest.mark.slow
+def test_a_time_budget_sets_the_step_count_and_precomputed_captions_train_alike(comfy):
+    """--seconds: after steps 10–40 are timed, the run keeps the steps that fit (at least 41); the captions
+    encoded once up front (the GPU path) give the same losses as encoding them step by step."""
+    import train_toy
+    from dragkit.nodes.toy_model import load_toy_model
+
+    vae = load_toy_model()[2].first_stage_model.float()
+    *_, budgeted = train_toy.train_diffusion(vae, steps=100, batch=2, dataset_size=8, seed=0, seconds=1e-3)
+    assert budgeted["steps"] == 41
+    *_, step_by_step = train_toy.train_diffusion(vae, 3, 2, 8, 0, precompute_contexts=False)
+    *_, precomputed = train_toy.train_diffusion(vae, 3, 2, 8, 0, precompute_contexts=True)
+    assert precomputed["final_loss"] == pytest.approx(step_by_step["final_loss"], rel=1e-4)

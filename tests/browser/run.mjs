@@ -10,9 +10,9 @@ import path from "node:path";
 import { editorBox, launch, openPage, screenPoint, setSetting, waitForApp } from "../../scripts/browser/comfy_page.mjs";
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-const { url, workflows, outDir, resultsPath, queue, moreQueues = [] } = config;
+const { url, workflows, outDir, resultsPath, queue, moreQueues = [], legacy = [] } = config;
 fs.mkdirSync(outDir, { recursive: true });
-const results = { renderers: {}, queue: null, moreQueues: [], problems: [], timings: {} };
+const results = { renderers: {}, legacy: {}, queue: null, moreQueues: [], problems: [], timings: {}, frontend: null };
 const started = Date.now();
 const mark = (name) => (results.timings[name] = Math.round((Date.now() - started) / 100) / 10);
 const save = () => fs.writeFileSync(resultsPath, JSON.stringify(results, null, 1));
@@ -185,6 +185,18 @@ async function runRenderer(page, renderer) {
   return out;
 }
 
+/** The workflows saved by an earlier release (config.legacy): each loads, and its app.graphToPrompt() is recorded. */
+async function runLegacy(page, renderer) {
+  const out = {};
+  await setSetting(page, "Comfy.VueNodes.Enabled", renderer === "vue");
+  for (const file of legacy) {
+    await loadWorkflow(page, file);
+    out[path.basename(file, ".json")] = (await page.evaluate(() => app.graphToPrompt())).output;
+  }
+  mark(`legacy:${renderer}`);
+  return out;
+}
+
 async function runQueue(page, plan) {
   const { workflow, overrides = {}, timeoutSeconds = 600 } = plan;
   const tag = path.basename(workflow, ".json");
@@ -237,7 +249,9 @@ const browser = await launch();
 try {
   const { page, problems } = await openPage(browser.context, url);
   mark("ready");
+  results.frontend = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null);
   for (const renderer of config.renderers) {
+    results.legacy[renderer] = await runLegacy(page, renderer);
     results.renderers[renderer] = await runRenderer(page, renderer);
     results.problems.push(...problems.splice(0).map((p) => `${renderer}: ${p}`));
     save();

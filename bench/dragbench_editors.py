@@ -126,27 +126,27 @@ def comfyui_editor(method: str, model: str | None, options: dict[str, Any]):
             if cached:
                 model_in = apply_lora(unet, load_file(str(lora_path)))
             elif lora_steps:
-                model_in, lora = IdentityLoRATrain().train(unet, vae, pixels, cond, lora_steps, 16, 5e-4, 4,
+                model_in, lora = IdentityLoRATrain.execute(unet, vae, pixels, cond, lora_steps, 16, 5e-4, 4,
                                                            run.get("lora_resolution", 512), 0, "auto", "off", "")
                 write_safetensors(lora_path, to_kohya(unet, lora), {})  # kohya keys: either backend reads it
-            drag_points, _ = DragPoints().place(pixels, json.dumps(points_json(image, handles, targets)),
-                                                torch.from_numpy(mask.astype(np.float32))[None])["result"]
+            drag_points, _ = DragPoints.execute(pixels, json.dumps(points_json(image, handles, targets)),
+                                                torch.from_numpy(mask.astype(np.float32))[None]).result
             steps = run.get("steps", 50)
-            state, _ = DDIMInvert().invert(model_in, {"samples": vae.encode(pixels)}, cond, steps,
+            state, _ = DDIMInvert.execute(model_in, {"samples": vae.encode(pixels)}, cond, steps,
                                            run.get("inversion_strength", spec.inversion_strength),
                                            spec.first_step_correction)
             if method == "sacdrag":
-                (state,) = DenoiseToStep().denoise(model_in, state, DRAG_STEP, True, SAC_STEP, 10)
-            result = node.drag(model_in, state, drag_points, **widgets) if method == "gooddrag" else \
-                node.optimize(model_in, state, drag_points, **widgets)
-            out = result["result"][0]
+                (state,) = DenoiseToStep.execute(model_in, state, DRAG_STEP, True, SAC_STEP, 10)
+            result = node.execute(model_in, state, drag_points, **widgets) if method == "gooddrag" else \
+                node.execute(model_in, state, drag_points, **widgets)
+            out = result.result[0]
             if method == "dragnoise":
-                (out,) = SemanticPropagationDenoise().denoise(model_in, out, 0)
+                (out,) = SemanticPropagationDenoise.execute(model_in, out, 0)
             elif method != "gooddrag":
                 start = max(0, SAC_STEP - DRAG_STEP) if method == "sacdrag" else 0
-                (out,) = ReferenceLatentDenoise().denoise(model_in, out, True, start, 10)
+                (out,) = ReferenceLatentDenoise.execute(model_in, out, True, start, 10)
             picture = vae.decode(out["samples"])[0].clamp(0, 1).float().cpu().numpy()
-        summary = {**result["ui"]["drag"][0], "lora_cached": cached}
+        summary = {**result.ui["drag"][0], "lora_cached": cached}
         return EditOutcome(_resized((picture * 255).round().astype(np.uint8), (image.shape[1], image.shape[0])),
                            summary)
 

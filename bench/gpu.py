@@ -204,60 +204,60 @@ def _run(sizes: Sizes, device: torch.device, meter: Meter) -> dict:
         with meter.stage("CLIP encode"):
             cond = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
         with meter.stage("IdentityLoRATrain", f"{sizes.lora_steps} steps × batch {sizes.lora_batch}, auto"):
-            lora_model, _ = IdentityLoRATrain().train(model, vae, image, cond, sizes.lora_steps, 16, 5e-4,
+            lora_model, _ = IdentityLoRATrain.execute(model, vae, image, cond, sizes.lora_steps, 16, 5e-4,
                                                       sizes.lora_batch, sizes.image, 0, "auto", "off", "")
-        drag_points, _ = DragPoints().place(image, _points(sizes.image, sizes.image / 8))["result"]
+        drag_points, _ = DragPoints.execute(image, _points(sizes.image, sizes.image / 8)).result
         with meter.stage("VAE encode"):
             latent = {"samples": vae.encode(image)}
 
         def drag_and_denoise(label: str, state, points) -> None:
             note = f"{sizes.iterations} iterations"
             with meter.stage(f"{label}: MotionSupervisionOptimize", note):
-                out = MotionSupervisionOptimize().optimize(
+                out = MotionSupervisionOptimize.execute(
                     lora_model, state, points, sizes.iterations, 0.01, 0.1, 1, 3, 0.1, "2", 42, "auto")
-                meter.skipped(out["ui"]["drag"][0]["skipped_steps"])
+                meter.skipped(out.ui["drag"][0]["skipped_steps"])
             with meter.stage(f"{label}: ReferenceLatentDenoise"):
-                (edited,) = ReferenceLatentDenoise().denoise(lora_model, out["result"][0], True, 0, 10)
+                (edited,) = ReferenceLatentDenoise.execute(lora_model, out.result[0], True, 0, 10)
             with meter.stage(f"{label}: VAE decode"):
                 vae.decode(edited["samples"])
 
         with meter.stage("DDIMInvert (0.7)"):
-            state, _ = DDIMInvert().invert(lora_model, latent, cond, sizes.steps, 0.7, False)
+            state, _ = DDIMInvert.execute(lora_model, latent, cond, sizes.steps, 0.7, False)
         drag_and_denoise("DragDiffusion", state, drag_points)
-        redrag_points, _ = DragPoints().place(image, _points(sizes.image, -sizes.image / 10))["result"]
+        redrag_points, _ = DragPoints.execute(image, _points(sizes.image, -sizes.image / 10)).result
         drag_and_denoise("re-drag (new points)", state, redrag_points)
 
         with meter.stage("DragNoise: BottleneckOptimize", f"{sizes.dragnoise_iterations} iterations"):
-            out = BottleneckOptimize().optimize(lora_model, state, drag_points, sizes.dragnoise_iterations, 0.01, 0.1,
+            out = BottleneckOptimize.execute(lora_model, state, drag_points, sizes.dragnoise_iterations, 0.01, 0.1,
                                                 1, 3, 0.1, "2", False, 42, "auto")
         with meter.stage("DragNoise: SemanticPropagationDenoise"):
-            SemanticPropagationDenoise().denoise(lora_model, out["result"][0], 0)
+            SemanticPropagationDenoise.execute(lora_model, out.result[0], 0)
 
         with meter.stage("training-free: DDIMInvert (1.0) + DenoiseToStep"):
-            full, _ = DDIMInvert().invert(model, latent, cond, sizes.steps, 1.0, True)
+            full, _ = DDIMInvert.execute(model, latent, cond, sizes.steps, 1.0, True)
             drag_step = min(10, sizes.steps - 1)
-            (at_drag,) = DenoiseToStep().denoise(model, full, drag_step, True, drag_step, 10)
+            (at_drag,) = DenoiseToStep.execute(model, full, drag_step, True, drag_step, 10)
         with meter.stage("training-free: drag + ReferenceLatentDenoise", f"{sizes.iterations} iterations"):
-            out = MotionSupervisionOptimize().optimize(model, at_drag, drag_points, sizes.iterations, 0.01, 0.1, 1, 3,
+            out = MotionSupervisionOptimize.execute(model, at_drag, drag_points, sizes.iterations, 0.01, 0.1, 1, 3,
                                                        0.1, "2", 42, "auto")
-            ReferenceLatentDenoise().denoise(model, out["result"][0], True, 0, 10)
+            ReferenceLatentDenoise.execute(model, out.result[0], True, 0, 10)
 
         from comfy_client import gooddrag_inputs
         from dragkit.drag_core.gooddrag import INVERSION_STRENGTH
 
         with meter.stage("GoodDrag: DDIMInvert (0.75)"):
-            good_state, _ = DDIMInvert().invert(lora_model, latent, cond, sizes.steps, INVERSION_STRENGTH, False)
+            good_state, _ = DDIMInvert.execute(lora_model, latent, cond, sizes.steps, INVERSION_STRENGTH, False)
         with meter.stage("GoodDrag: AlternatingDragDenoise"):
-            out = AlternatingDragDenoise().drag(lora_model, good_state, drag_points, **gooddrag_inputs(**sizes.gooddrag))
-            meter.skipped(out["ui"]["drag"][0]["skipped_steps"])
+            out = AlternatingDragDenoise.execute(lora_model, good_state, drag_points, **gooddrag_inputs(**sizes.gooddrag))
+            meter.skipped(out.ui["drag"][0]["skipped_steps"])
 
         import comfy.sample
 
         from dragkit.nodes.warp_nodes import RegionWarp
 
         with meter.stage("Inpaint4Drag: RegionWarp"):
-            warped, inpaint_mask, _ = RegionWarp().warp(image, drag_points, 5, "inverse_distance", "nearest", "fill",
-                                                        _disk(sizes.image))["result"]
+            warped, inpaint_mask, _ = RegionWarp.execute(image, drag_points, 5, "inverse_distance", "nearest", "fill",
+                                                        _disk(sizes.image)).result
         with meter.stage("Inpaint4Drag: inpaint + VAE decode", f"KSampler euler {sizes.inpaint_steps} steps, cfg 5"):
             # What VAE Encode → Set Latent Noise Mask → KSampler (denoise 1.0) → VAE Decode run, without importing
             # ComfyUI's `nodes` (it pulls in PyAV, 35 MiB the GPU machine lacks).

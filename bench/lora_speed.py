@@ -70,7 +70,7 @@ def main() -> None:
     for run in ("train", "cache hit"):
         started = time.monotonic()
         with torch.inference_mode():
-            node.train(model, vae, image, cond, args.steps, 16, 5e-4, 4, args.size, 0, "auto", "use", "",
+            node.execute(model, vae, image, cond, args.steps, 16, 5e-4, 4, args.size, 0, "auto", "use", "",
                        args.crop_encoding)
         times[run] = time.monotonic() - started
         log.info("%s: %.2f s", run, times[run])

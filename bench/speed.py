@@ -238,20 +238,20 @@ def run_pipeline(args: argparse.Namespace, sampler: RssSampler, counter: PassCou
         with measure("CLIP text encode", stages, sampler, counter):
             (conditioning,) = comfy_nodes.CLIPTextEncode().encode(clip, PROMPT)
         with measure("DragPoints", stages, sampler, counter):
-            drag_points, _ = DragPoints().place(pixels, text, editable_mask(args.size))["result"]
+            drag_points, _ = DragPoints.execute(pixels, text, editable_mask(args.size)).result
         with measure("DDIMInvert (50 steps, 0.7)", stages, sampler, counter):
-            state, _ = DDIMInvert().invert(model, latent, conditioning, 50, 0.7, False)
+            state, _ = DDIMInvert.execute(model, latent, conditioning, 50, 0.7, False)
         if args.methods_only:
             info["_run"] = (model, state, drag_points)
             return stages, info
         with measure(f"MotionSupervisionOptimize ({args.iterations} it.)", stages, sampler, counter) as stage:
-            edited, tracked, _ = MotionSupervisionOptimize().optimize(
+            edited, tracked, _ = MotionSupervisionOptimize.execute(
                 model, state, drag_points, max_iterations=args.iterations, lr=0.01, lam=0.1, r_m=1, r_p=3,
                 stop_distance=args.stop_distance, feature_blocks="2", seed=42, precision="auto",
-            )["result"]
+            ).result
             stage.iterations = len(tracked.trajectories[0])
         with measure("ReferenceLatentDenoise (control on)", stages, sampler, counter):
-            (out,) = ReferenceLatentDenoise().denoise(model, edited, True, 0, 10)
+            (out,) = ReferenceLatentDenoise.execute(model, edited, True, 0, 10)
         with measure("VAE decode", stages, sampler, counter):
             (decoded,) = comfy_nodes.VAEDecode().decode(vae, out)
     if stages[-3].iterations != args.iterations:

@@ -146,14 +146,14 @@ def prepare(models, case, settings: DragSettings, lora: bool = True, strength: f
     image = torch.from_numpy(render(case.scene))[None]
     cond = clip.encode_from_tokens_scheduled(clip.tokenize(caption(case.scene)))
     if lora and settings.lora_steps:
-        model, _ = IdentityLoRATrain().train(
+        model, _ = IdentityLoRATrain.execute(
             model, vae, image, cond, settings.lora_steps, 16, 5e-4, settings.lora_batch,
             settings.lora_resolution, 0, "auto", "off", "",
         )
-    drag_points, _ = DragPoints().place(image, bench_cases.case_points(case).to_json())["result"]
+    drag_points, _ = DragPoints.execute(image, bench_cases.case_points(case).to_json()).result
     latent = {"samples": vae.encode(image)}
     strength = settings.inversion_strength if strength is None else strength
-    state, _ = DDIMInvert().invert(model, latent, cond, 50, strength, first_step_correction)
+    state, _ = DDIMInvert.execute(model, latent, cond, 50, strength, first_step_correction)
     return model, vae, state, drag_points
 
 
@@ -167,7 +167,7 @@ def drag(node, model, state, drag_points, settings: DragSettings, iterations: in
                 precision="auto", motion_anchor=settings.motion_anchor)
     if isinstance(node, BottleneckOptimize):
         args["mask_term_without_mask"] = False
-    return node.optimize(model, state, drag_points, **args)["result"]
+    return node.execute(model, state, drag_points, **args).result
 
 
 def vae_roundtrip(models, case) -> np.ndarray:
@@ -190,7 +190,7 @@ def dragdiffusion(models, case, settings: DragSettings = DragSettings()) -> np.n
     with torch.inference_mode():
         model, vae, state, drag_points = prepare(models, case, settings)
         state, _, _ = drag(MotionSupervisionOptimize(), model, state, drag_points, settings)
-        (edited,) = ReferenceLatentDenoise().denoise(model, state, True, 0, settings.start_layer)
+        (edited,) = ReferenceLatentDenoise.execute(model, state, True, 0, settings.start_layer)
         return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
 
 
@@ -202,7 +202,7 @@ def dragnoise(models, case, settings: DragSettings = DragSettings(), iterations:
     with torch.inference_mode():
         model, vae, state, drag_points = prepare(models, case, settings)
         state, _, _ = drag(BottleneckOptimize(), model, state, drag_points, settings, iterations)
-        (edited,) = SemanticPropagationDenoise().denoise(model, state, end_step)
+        (edited,) = SemanticPropagationDenoise.execute(model, state, end_step)
         return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
 
 
@@ -217,9 +217,9 @@ def sacdrag(models, case, settings: DragSettings = DragSettings(), drag_step: in
     with torch.inference_mode():
         model, vae, state, drag_points = prepare(models, case, settings, lora=False, strength=1.0,
                                                  first_step_correction=True)
-        (state,) = DenoiseToStep().denoise(model, state, drag_step, True, sac_step, settings.start_layer)
+        (state,) = DenoiseToStep.execute(model, state, drag_step, True, sac_step, settings.start_layer)
         state, _, _ = drag(MotionSupervisionOptimize(), model, state, drag_points, settings)
-        (edited,) = ReferenceLatentDenoise().denoise(model, state, True, max(0, sac_step - drag_step),
+        (edited,) = ReferenceLatentDenoise.execute(model, state, True, max(0, sac_step - drag_step),
                                                      settings.start_layer)
         return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
 
@@ -234,7 +234,7 @@ def gooddrag(models, case, settings: DragSettings = DragSettings()) -> np.ndarra
     with torch.inference_mode():
         model, vae, state, drag_points = prepare(models, case, settings, strength=INVERSION_STRENGTH)
         widgets = gooddrag_inputs(**dict(settings.gooddrag))
-        (edited, _, _) = AlternatingDragDenoise().drag(model, state, drag_points, **widgets)["result"]
+        (edited, _, _) = AlternatingDragDenoise.execute(model, state, drag_points, **widgets).result
         return vae.decode(edited["samples"])[0].clamp(0, 1).float().cpu().numpy()
 
 
@@ -246,9 +246,9 @@ def region_warp(case, settings: DragSettings = DragSettings()):
     from dragkit.nodes.warp_nodes import RegionWarp
 
     image = torch.from_numpy(render(case.scene))[None]
-    drag_points, _ = DragPoints().place(image, bench_cases.case_points(case, region=True).to_json())["result"]
-    warped, mask, _ = RegionWarp().warp(image, drag_points, settings.inpaint_dilation, settings.motion,
-                                        settings.sampling, settings.revealed)["result"]
+    drag_points, _ = DragPoints.execute(image, bench_cases.case_points(case, region=True).to_json()).result
+    warped, mask, _ = RegionWarp.execute(image, drag_points, settings.inpaint_dilation, settings.motion,
+                                        settings.sampling, settings.revealed).result
     return warped, mask
 
 

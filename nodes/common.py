@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from comfy_api.latest import io
 
 from ..drag_core.points import MAX_SIDE
 from ..drag_core.points import DragPoints as Points
@@ -22,6 +23,38 @@ log = logging.getLogger(__name__)
 CATEGORY = "DragKit"
 STATE_TYPE = "DRAG_STATE"
 POINTS_TYPE = "DRAG_POINTS"
+# The pack's own socket types in ComfyUI's node schema (defined once: each io.Custom call makes a new class).
+DragState = io.Custom(STATE_TYPE)
+DragPointsIO = io.Custom(POINTS_TYPE)
+PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
+
+
+def running_id(node_cls) -> str | None:
+    """The node's id in the running graph (hidden UNIQUE_ID: progress text goes there); None when the node's
+    execute is called directly, outside a server."""
+    hidden = getattr(node_cls, "hidden", None)
+    return hidden.unique_id if hidden is not None else None
+
+
+def check_choices(node_cls, **values: Any) -> None:
+    """Each combo value must be one of its options. ComfyUI 0.3.75 checks that for the older schema's combos but
+    not for the current schema's io.Combo, so the nodes check it themselves: in validate_inputs (before the graph
+    runs) and when execute is called directly (scripts, other nodes). None: not given / linked."""
+    for spec in node_cls.define_schema().inputs:
+        value = values.get(spec.id)
+        if isinstance(spec, io.Combo.Input) and value is not None and value not in spec.options:
+            raise DragKitInputError(node_cls.NAME, spec.id,
+                                    f"{value!r} is not one of: {', '.join(map(str, spec.options))}.")
+
+
+def validation_message(check: Callable[[], Any]) -> bool | str:
+    """For a node's validate_inputs: True when ``check`` passes, else its DragKitInputError's message (ComfyUI
+    refuses the graph with it before anything runs)."""
+    try:
+        check()
+    except DragKitInputError as e:
+        return str(e)
+    return True
 
 
 @dataclass(frozen=True)

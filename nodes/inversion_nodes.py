@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from comfy_api.latest import io
 
 from ..drag_core.guidance import Prompt
 from ..drag_core.inversion import ddim_denoise, ddim_invert
@@ -14,7 +15,7 @@ from ..drag_core.state import DiffusionState
 from .comfy_unet import PIXELS_PER_LATENT, latent_channels
 from .common import (
     CATEGORY,
-    STATE_TYPE,
+    DragState,
     backbone_for,
     check_finite,
     check_same_schedule,
@@ -38,46 +39,40 @@ def check_schedule(node: str, steps, strength_name: str, strength) -> None:
         raise DragKitInputError(node, strength_name, f"must be in (0, 1], got {strength!r}.")
 
 
-class DDIMInvert:
+class DDIMInvert(io.ComfyNode):
     NODE_ID = "DragKitDDIMInvert"
     NAME = "DDIMInvert"
-    DESCRIPTION = (
-        "DDIM-inverts an encoded image part of the way into the noise (SPEC §0.2), no CFG, with the "
-        "model's patches (e.g. the identity LoRA) active. The state carries the inverted latent to "
-        "the drag and denoise nodes; noisy_latent continues in core KSamplerAdvanced (add_noise off, "
-        "ddim_uniform, start_at_step = steps − round(strength·steps))."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "invert"
-    RETURN_TYPES = (STATE_TYPE, "LATENT")
-    RETURN_NAMES = ("state", "noisy_latent")
-    OUTPUT_TOOLTIPS = (
-        "Inverted latent, schedule and prompt, for MotionSupervisionOptimize / ReferenceLatentDenoise.",
-        "The same latent in ComfyUI's sampler convention (σ-scaled), for KSamplerAdvanced with add_noise off.",
-    )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "An SD1.x/2.x model (with the identity LoRA applied, if any)."}),
-                "latent": ("LATENT", {"tooltip": "The VAE-encoded input image (batch of one)."}),
-                "conditioning": ("CONDITIONING", {"tooltip": "The prompt describing the image (positive)."}),
-                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "DDIM steps of the full schedule."}),
-                "inversion_strength": ("FLOAT", {
-                    "default": 0.7, "min": 0.01, "max": 1.0, "step": 0.01,
-                    "tooltip": "Fraction of the steps to invert: 0.7 of 50 → 35 steps → t = 681 (the papers' default).",
-                }),
-                "first_step_correction": ("BOOLEAN", {
-                    "default": False,
-                    "tooltip": "Off: the reference's convention (the image is taken as ᾱ_0 ≈ 0.99915). On: the image "
-                    "is taken as exactly clean, the exact inverse of the final denoising step.",
-                }),
-            }
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=cls.NODE_ID, display_name=cls.NAME, category=CATEGORY,
+            description=(
+                "DDIM-inverts an encoded image part of the way into the noise (SPEC §0.2), no CFG, with the "
+                "model's patches (e.g. the identity LoRA) active. The state carries the inverted latent to "
+                "the drag and denoise nodes; noisy_latent continues in core KSamplerAdvanced (add_noise off, "
+                "ddim_uniform, start_at_step = steps − round(strength·steps))."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="An SD1.x/2.x model (with the identity LoRA applied, if any)."),
+                io.Latent.Input("latent", tooltip="The VAE-encoded input image (batch of one)."),
+                io.Conditioning.Input("conditioning", tooltip="The prompt describing the image (positive)."),
+                io.Int.Input("steps", default=50, min=1, max=1000, tooltip="DDIM steps of the full schedule."),
+                io.Float.Input("inversion_strength", default=0.7, min=0.01, max=1.0, step=0.01,
+                               tooltip="Fraction of the steps to invert: 0.7 of 50 → 35 steps → t = 681 (the papers' default)."),
+                io.Boolean.Input("first_step_correction", default=False, tooltip=(
+                    "Off: the reference's convention (the image is taken as ᾱ_0 ≈ 0.99915). On: the image "
+                    "is taken as exactly clean, the exact inverse of the final denoising step.")),
+            ],
+            outputs=[
+                DragState.Output(display_name="state", tooltip="Inverted latent, schedule and prompt, for MotionSupervisionOptimize / ReferenceLatentDenoise."),
+                io.Latent.Output(display_name="noisy_latent", tooltip="The same latent in ComfyUI's sampler convention (σ-scaled), for KSamplerAdvanced with add_noise off."),
+            ],
+        )
 
-    def invert(self, model, latent, conditioning, steps, inversion_strength, first_step_correction):
-        node = self.NAME
+    @classmethod
+    def execute(cls, model, latent, conditioning, steps, inversion_strength, first_step_correction) -> io.NodeOutput:
+        node = cls.NAME
         check_schedule(node, steps, "inversion_strength", inversion_strength)
         backbone = backbone_for(node, model)
         z0 = model_latent_in(model, latent, node)
@@ -89,48 +84,37 @@ class DDIMInvert:
         state = DiffusionState(schedule, steps - n, z_t.cpu(), context.cpu())
         log.info("%s: %d UNet passes, latent now at t = %d", node, n, state.timestep)
         noisy = z_t / schedule.alpha(state.timestep) ** 0.5  # ComfyUI samplers start from x = z·√(1+σ²)
-        return (state, model_latent_out(model, noisy))
+        return io.NodeOutput(state, model_latent_out(model, noisy))
 
 
-class ReferenceLatentDenoise:
+class ReferenceLatentDenoise(io.ComfyNode):
     NODE_ID = "DragKitReferenceLatentDenoise"
     NAME = "ReferenceLatentDenoise"
-    DESCRIPTION = (
-        "Denoises the state's latent to a clean LATENT with DDIM (no CFG). With reference control on "
-        "and an edited latent (or an edit prompt) in the state, the batch [source, edited] is denoised and "
-        "the edited branch's self-attention queries attend to the source branch's keys and values from "
-        "start_layer on (SPEC §1.4), keeping identity and background. The edited branch uses the state's "
-        "edit prompt when DenoiseToStep set one."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "denoise"
-    RETURN_TYPES = ("LATENT",)
-    RETURN_NAMES = ("latent",)
-    OUTPUT_TOOLTIPS = ("The denoised (edited) latent; decode it with VAE Decode.",)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "The same model the state was inverted with."}),
-                "state": (STATE_TYPE, {"tooltip": "From DDIMInvert, MotionSupervisionOptimize or DenoiseToStep."}),
-                "reference_control": ("BOOLEAN", {
-                    "default": True,
-                    "tooltip": "Mutual self-attention to the source branch (only when the state has an edited latent).",
-                }),
-                "start_step": ("INT", {
-                    "default": 0, "min": 0, "max": 1000,
-                    "tooltip": "Denoising steps (counted from where this chain starts) before the control begins.",
-                }),
-                "start_layer": ("INT", {
-                    "default": 10, "min": 0, "max": 64,
-                    "tooltip": "First self-attention layer under control (SD1.5 has 16; 10 = last two decoder stages).",
-                }),
-            }
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=cls.NODE_ID, display_name=cls.NAME, category=CATEGORY,
+            description=(
+                "Denoises the state's latent to a clean LATENT with DDIM (no CFG). With reference control on "
+                "and an edited latent (or an edit prompt) in the state, the batch [source, edited] is denoised and "
+                "the edited branch's self-attention queries attend to the source branch's keys and values from "
+                "start_layer on (SPEC §1.4), keeping identity and background. The edited branch uses the state's "
+                "edit prompt when DenoiseToStep set one."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="The same model the state was inverted with."),
+                DragState.Input("state", tooltip="From DDIMInvert, MotionSupervisionOptimize or DenoiseToStep."),
+                io.Boolean.Input("reference_control", default=True, tooltip="Mutual self-attention to the source branch (only when the state has an edited latent)."),
+                io.Int.Input("start_step", default=0, min=0, max=1000, tooltip="Denoising steps (counted from where this chain starts) before the control begins."),
+                io.Int.Input("start_layer", default=10, min=0, max=64, tooltip="First self-attention layer under control (SD1.5 has 16; 10 = last two decoder stages)."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent", tooltip="The denoised (edited) latent; decode it with VAE Decode.")],
+        )
 
-    def denoise(self, model, state, reference_control, start_step, start_layer):
-        node = self.NAME
+    @classmethod
+    def execute(cls, model, state, reference_control, start_step, start_layer) -> io.NodeOutput:
+        node = cls.NAME
         check_state(node, state)
         refuse_bottleneck(node, state)
         # Two branches when the edited one differs: a dragged latent, or an edit prompt (SPEC §3).
@@ -150,44 +134,40 @@ class ReferenceLatentDenoise:
             out = run_core(backbone, ddim_denoise, backbone, state.edited_latent, state.edited_prompt, schedule,
                            state.step_index, callback=progress_callback(total))
         log.info("%s: %d UNet passes (batch %d)", node, total, 2 if controlled else 1)
-        return (model_latent_out(model, out[-1:]),)
+        return io.NodeOutput(model_latent_out(model, out[-1:]))
 
 
-class DDIMSample:
+class DDIMSample(io.ComfyNode):
     NODE_ID = "DragKitDDIMSample"
     NAME = "DDIMSample"
-    DESCRIPTION = (
-        "Generates an image from seed noise with DDIM and classifier-free guidance, stopping where the drag "
-        "happens (SPEC §1.5: dragging a generated image). The state keeps the guidance: the drag and "
-        "ReferenceLatentDenoise then run guided too. Denoise the state without a drag to see the image."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "sample"
-    RETURN_TYPES = (STATE_TYPE,)
-    RETURN_NAMES = ("state",)
-    OUTPUT_TOOLTIPS = ("The partly denoised latent with both prompts and the guidance scale.",)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "An SD1.x/2.x model."}),
-                "positive": ("CONDITIONING", {"tooltip": "The prompt of the image."}),
-                "negative": ("CONDITIONING", {"tooltip": "The unconditional / negative prompt (usually empty)."}),
-                "seed": ("INT", {"default": 42, "min": 0, "max": 2**63 - 1, "tooltip": "Seed of the initial noise."}),
-                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "DDIM steps of the full schedule."}),
-                "cfg": ("FLOAT", {"default": 7.5, "min": 1.0, "max": 30.0, "step": 0.1, "tooltip": "Guidance scale."}),
-                "strength": ("FLOAT", {
-                    "default": 0.7, "min": 0.01, "max": 1.0, "step": 0.01,
-                    "tooltip": "Where the drag happens, as for inversion: 0.7 of 50 steps → stop at t = 681.",
-                }),
-                "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8}),
-                "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8}),
-            }
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=cls.NODE_ID, display_name=cls.NAME, category=CATEGORY,
+            description=(
+                "Generates an image from seed noise with DDIM and classifier-free guidance, stopping where the drag "
+                "happens (SPEC §1.5: dragging a generated image). The state keeps the guidance: the drag and "
+                "ReferenceLatentDenoise then run guided too. Denoise the state without a drag to see the image."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="An SD1.x/2.x model."),
+                io.Conditioning.Input("positive", tooltip="The prompt of the image."),
+                io.Conditioning.Input("negative", tooltip="The unconditional / negative prompt (usually empty)."),
+                io.Int.Input("seed", default=42, min=0, max=2**63 - 1, tooltip="Seed of the initial noise."),
+                io.Int.Input("steps", default=50, min=1, max=1000, tooltip="DDIM steps of the full schedule."),
+                io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.1, tooltip="Guidance scale."),
+                io.Float.Input("strength", default=0.7, min=0.01, max=1.0, step=0.01,
+                               tooltip="Where the drag happens, as for inversion: 0.7 of 50 steps → stop at t = 681."),
+                io.Int.Input("width", default=512, min=64, max=4096, step=8),
+                io.Int.Input("height", default=512, min=64, max=4096, step=8),
+            ],
+            outputs=[DragState.Output(display_name="state", tooltip="The partly denoised latent with both prompts and the guidance scale.")],
+        )
 
-    def sample(self, model, positive, negative, seed, steps, cfg, strength, width, height):
-        node = self.NAME
+    @classmethod
+    def execute(cls, model, positive, negative, seed, steps, cfg, strength, width, height) -> io.NodeOutput:
+        node = cls.NAME
         check_finite(node, cfg=cfg)
         check_schedule(node, steps, "strength", strength)
         if width % PIXELS_PER_LATENT or height % PIXELS_PER_LATENT:
@@ -204,4 +184,5 @@ class DDIMSample:
                      range(0, stop), callback=progress_callback(max(stop, 1)))
         log.info("%s: %d guided steps (%d UNet passes at batch 2), latent at t = %d", node, stop, stop,
                  schedule.timesteps[stop])
-        return (DiffusionState(schedule, stop, z.cpu(), context.cpu(), uncond_context=uncond.cpu(), guidance_scale=float(cfg)),)
+        return io.NodeOutput(DiffusionState(schedule, stop, z.cpu(), context.cpu(), uncond_context=uncond.cpu(),
+                                            guidance_scale=float(cfg)))

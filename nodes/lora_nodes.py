@@ -9,6 +9,7 @@ import re
 import time
 
 import torch
+from comfy_api.latest import io
 
 from ..drag_core.files import write_safetensors
 from ..drag_core.lora import CROP_ENCODINGS, LoRAConfig, lora_parameter_count, train_identity_lora
@@ -26,7 +27,19 @@ from .comfy_lora import (
     to_kohya,
 )
 from .comfy_unet import ComfyBackbone
-from .common import CATEGORY, backbone_for, check_finite, progress_callback, send_text, single_image, text_context
+from .common import (
+    CATEGORY,
+    PRECISIONS,
+    backbone_for,
+    check_choices,
+    check_finite,
+    progress_callback,
+    running_id,
+    send_text,
+    single_image,
+    text_context,
+    validation_message,
+)
 from .errors import DragKitInputError, DragKitNodeError
 
 log = logging.getLogger(__name__)
@@ -40,59 +53,70 @@ TRAINING_PATH = "merged"
 _SAFE_NAME = re.compile(r"^[\w\-. ]+$")
 
 
-class IdentityLoRATrain:
+def check_widgets(node_cls, save_name: str | None, **choices) -> None:
+    """The combos (``choices``), and save_name: empty (do not save) or a plain file name, so nothing can be written
+    outside models/loras. None: linked from another node, checked when the node runs."""
+    check_choices(node_cls, **choices)
+    if save_name and not _SAFE_NAME.match(str(save_name)):
+        raise DragKitInputError(node_cls.NAME, "save_name",
+                                f"{save_name!r}: use letters, digits, spaces, '-', '_' and '.' only.")
+
+
+class IdentityLoRATrain(io.ComfyNode):
     NODE_ID = "DragKitIdentityLoRATrain"
     NAME = "IdentityLoRATrain"
-    DESCRIPTION = (
-        "Trains DragDiffusion's identity-preserving LoRA on the one input image (SPEC §1.1): rank-16 LoRA on "
-        "the q/k/v/out projections of every attention layer, 80 AdamW steps on batches of 4 random crops, "
-        "ε-MSE. The same model, VAE, image, prompt and settings reuse the cached LoRA without training. "
-        "Outputs the model with the LoRA applied (a patched clone, like LoraLoader) and the LoRA itself."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "train"
-    RETURN_TYPES = ("MODEL", "LORA_MODEL")
-    RETURN_NAMES = ("model", "lora")
-    OUTPUT_TOOLTIPS = (
-        "The input model with the identity LoRA applied (the input model is left untouched).",
-        "The LoRA weights (ComfyUI-native keys): core Save LoRA / Load LoRA Model accept them.",
-    )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "The SD1.x/2.x model to adapt to the image."}),
-                "vae": ("VAE", {"tooltip": "The checkpoint's VAE (crops are encoded with it)."}),
-                "image": ("IMAGE", {"tooltip": "The image to be edited (batch of one)."}),
-                "conditioning": ("CONDITIONING", {"tooltip": "The same prompt conditioning as the edit."}),
-                "steps": ("INT", {"default": 80, "min": 1, "max": 10000, "tooltip": "Training steps."}),
-                "rank": ("INT", {"default": 16, "min": 1, "max": 256, "tooltip": "LoRA rank (alpha = rank)."}),
-                "lr": ("FLOAT", {"default": 5e-4, "min": 1e-7, "max": 1.0, "step": 1e-5, "tooltip": "AdamW learning rate."}),
-                "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Random crops per step."}),
-                "resolution": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8, "tooltip": "Crop size: the shorter side is resized to this (512 for SD1.5)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1}),
-                "precision": (["auto", "fp32", "fp16", "bf16"], {"default": "auto", "tooltip": "auto: fp16 mixed precision with loss scaling on CUDA (the reference), fp32 elsewhere."}),
-                "cache": (["use", "refresh", "off"], {"default": "use", "tooltip": "use: reuse a LoRA trained before on the same model, VAE, image, prompt and settings; refresh: retrain and overwrite; off: always train, store nothing."}),
-                "save_name": ("STRING", {"default": "", "tooltip": "If set, also save the LoRA as models/loras/<name>.safetensors (kohya keys: LoraLoader, A1111 and Forge load it)."}),
-            },
-            "optional": {
-                "crop_encoding": (list(CROP_ENCODINGS), {"default": CROP_ENCODINGS[0], "tooltip": "per_crop (the reference): the VAE encodes every crop (320 for 80 steps × 4; a square picture at the crop size is encoded once, since all its crops are the same). latent (DragKit option, for pictures that are not square): the picture is encoded once and the crops are cut from its latent — much less VAE work, a slightly different training set (crop offsets on the 8 px latent grid; each crop's latent sees past its edges)."}),
-            },
-            "hidden": {"unique_id": "UNIQUE_ID"},
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=cls.NODE_ID, display_name=cls.NAME, category=CATEGORY,
+            description=(
+                "Trains DragDiffusion's identity-preserving LoRA on the one input image (SPEC §1.1): rank-16 LoRA on "
+                "the q/k/v/out projections of every attention layer, 80 AdamW steps on batches of 4 random crops, "
+                "ε-MSE. The same model, VAE, image, prompt and settings reuse the cached LoRA without training. "
+                "Outputs the model with the LoRA applied (a patched clone, like LoraLoader) and the LoRA itself."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="The SD1.x/2.x model to adapt to the image."),
+                io.Vae.Input("vae", tooltip="The checkpoint's VAE (crops are encoded with it)."),
+                io.Image.Input("image", tooltip="The image to be edited (batch of one)."),
+                io.Conditioning.Input("conditioning", tooltip="The same prompt conditioning as the edit."),
+                io.Int.Input("steps", default=80, min=1, max=10000, tooltip="Training steps."),
+                io.Int.Input("rank", default=16, min=1, max=256, tooltip="LoRA rank (alpha = rank)."),
+                io.Float.Input("lr", default=5e-4, min=1e-7, max=1.0, step=1e-5, tooltip="AdamW learning rate."),
+                io.Int.Input("batch_size", default=4, min=1, max=64, tooltip="Random crops per step."),
+                io.Int.Input("resolution", default=512, min=64, max=2048, step=8, tooltip="Crop size: the shorter side is resized to this (512 for SD1.5)."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
+                io.Combo.Input("precision", options=PRECISIONS, default="auto", tooltip="auto: fp16 mixed precision with loss scaling on CUDA (the reference), fp32 elsewhere."),
+                io.Combo.Input("cache", options=["use", "refresh", "off"], default="use", tooltip="use: reuse a LoRA trained before on the same model, VAE, image, prompt and settings; refresh: retrain and overwrite; off: always train, store nothing."),
+                io.String.Input("save_name", default="", tooltip="If set, also save the LoRA as models/loras/<name>.safetensors (kohya keys: LoraLoader, A1111 and Forge load it)."),
+                io.Combo.Input("crop_encoding", options=list(CROP_ENCODINGS), default=CROP_ENCODINGS[0], optional=True, tooltip="per_crop (the reference): the VAE encodes every crop (320 for 80 steps × 4; a square picture at the crop size is encoded once, since all its crops are the same). latent (DragKit option, for pictures that are not square): the picture is encoded once and the crops are cut from its latent — much less VAE work, a slightly different training set (crop offsets on the 8 px latent grid; each crop's latent sees past its edges)."),
+            ],
+            outputs=[
+                io.Model.Output(display_name="model", tooltip="The input model with the identity LoRA applied (the input model is left untouched)."),
+                io.LoraModel.Output(display_name="lora", tooltip="The LoRA weights (ComfyUI-native keys): core Save LoRA / Load LoRA Model accept them."),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
 
-    def train(self, model, vae, image, conditioning, steps, rank, lr, batch_size, resolution, seed, precision,
-              cache, save_name, crop_encoding=CROP_ENCODINGS[0], unique_id=None):
-        node = self.NAME
+    @classmethod
+    def validate_inputs(cls, save_name=None, precision=None, cache=None, crop_encoding=None) -> bool | str:
+        """The combos and the save name (a plain file name) are checked before the LoRA trains for minutes."""
+        return validation_message(lambda: check_widgets(cls, save_name, precision=precision, cache=cache,
+                                                        crop_encoding=crop_encoding))
+
+    @classmethod
+    def execute(cls, model, vae, image, conditioning, steps, rank, lr, batch_size, resolution, seed, precision,
+                cache, save_name, crop_encoding=CROP_ENCODINGS[0]) -> io.NodeOutput:
+        node = cls.NAME
+        unique_id = running_id(cls)
         if not isinstance(steps, int) or steps < 1:
             raise DragKitInputError(node, "steps", f"must be ≥ 1, got {steps!r}.")
         if not isinstance(rank, int) or rank < 1:
             raise DragKitInputError(node, "rank", f"must be ≥ 1, got {rank!r}.")
         check_finite(node, lr=lr)
         image = single_image(image, node)
-        if save_name and not _SAFE_NAME.match(save_name):
-            raise DragKitInputError(node, "save_name", f"{save_name!r}: use letters, digits, spaces, '-', '_' and '.' only.")
+        check_widgets(cls, save_name, precision=precision, cache=cache, crop_encoding=crop_encoding)
         backbone = backbone_for(node, model)  # validates the model
         context = text_context(conditioning, model, node)
         try:
@@ -108,17 +132,17 @@ class IdentityLoRATrain:
         hashes = content_hashes(model, vae, pixels, context, config)
         key = hashes["key"] if cache != "off" else None
         lora = cache_load(key) if cache == "use" else None
-        metadata = self._metadata(config, hashes)
+        metadata = cls._metadata(config, hashes)
         if lora is not None:
             log.info("%s: cache hit %s (%.2f s): no training", node, key, time.monotonic() - started)
             send_text(unique_id, "identity LoRA: reused from cache")
         else:
-            lora = self._train(backbone, model, vae, pixels, context, config, unique_id)
+            lora = cls._train(backbone, model, vae, pixels, context, config, unique_id)
             if key is not None:
                 cache_store(key, lora, metadata)
         if save_name:
-            self._save(model, lora, save_name, metadata)
-        return (apply_lora(model, lora), lora)
+            cls._save(model, lora, save_name, metadata)
+        return io.NodeOutput(apply_lora(model, lora), lora)
 
     @staticmethod
     def _train(backbone: ComfyBackbone, model, vae, pixels, context, config: LoRAConfig, unique_id):

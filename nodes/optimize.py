@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+from comfy_api.latest import io
 
 from ..drag_core.drag_loop import MOTION_ANCHORS, DragConfig, DragResult
 from ..drag_core.mask import editable_mask_for_latent
@@ -21,10 +22,13 @@ from ..drag_core.precision import resolve_precision
 from ..drag_core.state import DiffusionState
 from .comfy_unet import ComfyBackbone, image_size
 from .common import (
-    POINTS_TYPE,
-    STATE_TYPE,
+    CATEGORY,
+    PRECISIONS,
+    DragPointsIO,
+    DragState,
     PointsOnImage,
     backbone_for,
+    check_choices,
     check_finite,
     check_points,
     check_same_schedule,
@@ -32,51 +36,69 @@ from .common import (
     progress_callback,
     run_core,
     send_text,
+    validation_message,
 )
 from .errors import DragKitInputError
 from .preview import draw_points, to_image, to_pil, ui_images
 
 log = logging.getLogger(__name__)
 
-RETURN_TYPES = (STATE_TYPE, POINTS_TYPE, "IMAGE")
-RETURN_NAMES = ("state", "tracked_points", "preview")
 TRACKED_TOOLTIP = "Final tracked handle positions → targets (pixels)."
 PREVIEW_TOOLTIP = "The image with points, mask and the tracked handle trajectories."
 
 
-def optimizer_inputs(config, state_tooltip: str, own: dict, after_tracking: dict | None = None,
-                     anchor: bool = True) -> dict:
-    """INPUT_TYPES of an optimizing node, in widget order (saved workflows store widget values by position, so
+def drag_outputs_schema(first: io.Output) -> list[io.Output]:
+    """An optimizing node's outputs: its own first one, then tracked_points and preview."""
+    return [first, DragPointsIO.Output(display_name="tracked_points", tooltip=TRACKED_TOOLTIP),
+            io.Image.Output(display_name="preview", tooltip=PREVIEW_TOOLTIP)]
+
+
+def optimizer_inputs(config, state_tooltip: str, own: list[io.Input], after_tracking: list[io.Input] = (),
+                     anchor: bool = True) -> list[io.Input]:
+    """The inputs of an optimizing node, in widget order (saved workflows store widget values by position, so
     the order must not change): model, state, drag_points, the node's ``own`` widgets, the tracking widgets,
     ``after_tracking``, seed and precision; motion_anchor optional (when ``anchor``). ``config``: the node's
     defaults (a DragConfig or GoodDragConfig)."""
-    return {
-        "required": {
-            "model": ("MODEL", {"tooltip": "The model the state was inverted with (LoRA applied)."}),
-            "state": (STATE_TYPE, {"tooltip": state_tooltip}),
-            "drag_points": (POINTS_TYPE, {"tooltip": "From DragPoints: pairs, editable mask, image."}),
-            **own,
-            "r_m": ("INT", {"default": config.r_m, "min": 0, "max": 16, "tooltip": "Motion-supervision patch half-size (grid cells)."}),
-            "r_p": ("INT", {"default": config.r_p, "min": 0, "max": 32, "tooltip": "Point-tracking search window half-size (grid cells)."}),
-            "stop_distance": ("FLOAT", {"default": config.stop_distance, "min": 0.1, "max": 64.0, "step": 0.1, "tooltip": "A handle closer than this to its target (grid cells = 2 px) has arrived."}),
-            "feature_blocks": ("STRING", {"default": ",".join(map(str, config.feature_blocks)), "tooltip": "Decoder blocks whose features supervise the drag, comma-separated (2 = third decoder block)."}),
-            **(after_tracking or {}),
-            "seed": ("INT", {"default": config.seed, "min": 0, "max": 2**31 - 1, "tooltip": "Seed for reproducibility."}),
-            "precision": (["auto", "fp32", "fp16", "bf16"], {"default": "auto", "tooltip": "auto: fp16 autocast with loss scaling on CUDA (the reference), fp32 elsewhere."}),
-        },
+    inputs = [
+        io.Model.Input("model", tooltip="The model the state was inverted with (LoRA applied)."),
+        DragState.Input("state", tooltip=state_tooltip),
+        DragPointsIO.Input("drag_points", tooltip="From DragPoints: pairs, editable mask, image."),
+        *own,
+        io.Int.Input("r_m", default=config.r_m, min=0, max=16, tooltip="Motion-supervision patch half-size (grid cells)."),
+        io.Int.Input("r_p", default=config.r_p, min=0, max=32, tooltip="Point-tracking search window half-size (grid cells)."),
+        io.Float.Input("stop_distance", default=config.stop_distance, min=0.1, max=64.0, step=0.1, tooltip="A handle closer than this to its target (grid cells = 2 px) has arrived."),
+        io.String.Input("feature_blocks", default=",".join(map(str, config.feature_blocks)), tooltip="Decoder blocks whose features supervise the drag, comma-separated (2 = third decoder block)."),
+        *after_tracking,
+        io.Int.Input("seed", default=config.seed, min=0, max=2**31 - 1, tooltip="Seed for reproducibility."),
+        io.Combo.Input("precision", options=PRECISIONS, default="auto", tooltip="auto: fp16 autocast with loss scaling on CUDA (the reference), fp32 elsewhere."),
+    ]
+    if anchor:
         # Optional, so API graphs and saved workflows from before it existed still validate and run with the
         # reference's behaviour.
-        "optional": {} if not anchor else {
-            "motion_anchor": (list(MOTION_ANCHORS), {"default": config.motion_anchor, "tooltip": "What each step pulls toward the target. current (the paper): the features now at the tracked handle. initial (DragKit option): the original features around the starting handle, so the object's appearance cannot drift along a long drag."}),
-        },
-        "hidden": {"unique_id": "UNIQUE_ID"},
-    }
+        inputs.append(io.Combo.Input("motion_anchor", options=list(MOTION_ANCHORS), default=config.motion_anchor, optional=True, tooltip="What each step pulls toward the target. current (the paper): the features now at the tracked handle. initial (DragKit option): the original features around the starting handle, so the object's appearance cannot drift along a long drag."))
+    return inputs
 
 
-def check_anchor(node: str, motion_anchor: str) -> None:
-    """ComfyUI's combo validation rejects other values; this catches direct calls (scripts, other nodes)."""
-    if motion_anchor not in MOTION_ANCHORS:
-        raise DragKitInputError(node, "motion_anchor", f"must be one of {', '.join(MOTION_ANCHORS)}, got {motion_anchor!r}.")
+def optimizer_schema(node_cls, description: str, inputs: list[io.Input], first_output: io.Output) -> io.Schema:
+    """The schema of an optimizing node (its id, name and description from the class)."""
+    return io.Schema(
+        node_id=node_cls.NODE_ID, display_name=getattr(node_cls, "DISPLAY_NAME", node_cls.NAME), category=CATEGORY,
+        description=description, inputs=inputs, outputs=drag_outputs_schema(first_output),
+        hidden=[io.Hidden.unique_id],
+    )
+
+
+def check_widgets(node_cls, feature_blocks: str | None, **choices: Any) -> None:
+    """What an optimizing node can judge from its widgets alone: feature_blocks and the combos (``choices``).
+    None: linked from another node, checked when the node runs."""
+    check_choices(node_cls, **choices)
+    if feature_blocks is not None:
+        parse_blocks(feature_blocks, node_cls.NAME)
+
+
+def validate_widgets(node_cls, feature_blocks: str | None, **choices: Any) -> bool | str:
+    """validate_inputs of the optimizing nodes: check_widgets before the graph runs (a 400 naming the input)."""
+    return validation_message(lambda: check_widgets(node_cls, feature_blocks, **choices))
 
 
 def parse_blocks(text: str, node: str) -> tuple[int, ...]:
@@ -106,7 +128,7 @@ def run_optimizer(
     unique_id=None,
     hooks: dict[str, Any] | None = None,
     core_kwargs: Callable[[ComfyBackbone], dict[str, Any]] | None = None,
-) -> dict:
+) -> io.NodeOutput:
     """Check the inputs, run ``optimize`` (a drag_core optimization with optimize_latent's signature, plus
     ``core_kwargs(backbone)``) with ``defaults`` overridden by the node's ``widgets``, and return the node's
     output (``into_state`` makes its first output from the state and the result) with the preview and the
@@ -115,8 +137,6 @@ def run_optimizer(
     check_points(node, drag_points)
     check_finite(node, **widgets)
     blocks = parse_blocks(widgets["feature_blocks"], node)
-    if "motion_anchor" in widgets:
-        check_anchor(node, widgets["motion_anchor"])
     backbone = backbone_for(node, model, feature_blocks=blocks, **(hooks or {}))
     check_same_schedule(node, backbone, state)
     image_h, image_w = image_size(state.source)
@@ -153,7 +173,7 @@ def drag_summary(result: DragResult, tracked: PointsOnImage) -> dict:
 
 
 def drag_outputs(out_state: Any, drag_points: PointsOnImage, result: DragResult, image_h: int,
-                 image_w: int) -> dict:
+                 image_w: int) -> io.NodeOutput:
     """What an optimizing node returns: (out_state, tracked points, preview) plus the preview picture and the
     ``drag_summary`` in its UI output. Trajectories go from the latent's grid to the pixels of the image the
     points were placed on."""
@@ -167,4 +187,4 @@ def drag_outputs(out_state: Any, drag_points: PointsOnImage, result: DragResult,
     picture = draw_points(to_pil(drag_points.image), list(points.pairs), drag_points.mask(), [list(p) for p in paths])
     ui = ui_images(picture)
     ui["drag"] = [drag_summary(result, tracked)]
-    return {"ui": ui, "result": (out_state, tracked, to_image(picture))}
+    return io.NodeOutput(out_state, tracked, to_image(picture), ui=ui)

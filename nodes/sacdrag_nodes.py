@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+from comfy_api.latest import io
+
 from ..drag_core.reference import EDITED_FROM_SOURCE, branches_identical, denoise_branches
 from ..drag_core.sacdrag import DRAG_STEP, SAC_LAYER, SAC_STEP
 from .common import (
     CATEGORY,
-    STATE_TYPE,
+    DragState,
     backbone_for,
     check_same_schedule,
     check_state,
@@ -29,59 +31,47 @@ from .errors import DragKitInputError
 log = logging.getLogger(__name__)
 
 
-class DenoiseToStep:
+class DenoiseToStep(io.ComfyNode):
     NODE_ID = "DragKitDenoiseToStep"
     NAME = "DenoiseToStep"
-    DESCRIPTION = (
-        "Denoises the state's source and edited branches with DDIM up to drag_step and returns the state there, "
-        "for a drag (the training-free self-attention drag, SPEC §3). The edited branch runs on the edit prompt "
-        "when one is connected; with self-attention control on, from sac_step on, its self-attention in layers "
-        "sac_layer… attends to the source branch's keys and values (keeps identity and style). Guided like the "
-        "state (a generated image from DDIMSample)."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "denoise"
-    RETURN_TYPES = (STATE_TYPE,)
-    RETURN_NAMES = ("state",)
-    OUTPUT_TOOLTIPS = ("Both branches at step drag_step (and the edit prompt), for MotionSupervisionOptimize.",)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "An SD1.x/2.x model (no LoRA needed)."}),
-                "state": (STATE_TYPE, {"tooltip": "From DDIMInvert with inversion_strength 1.0 (z_T), or DDIMSample with "
-                                       "strength 1.0 (seed noise)."}),
-                "drag_step": ("INT", {
-                    "default": DRAG_STEP, "min": 0, "max": 1000,
-                    "tooltip": "Stop here: the number of denoising steps of the full schedule done before the drag "
-                    "(the paper's drag update step; 10 of 50 → t = 781). Smaller = earlier, noisier, larger changes.",
-                }),
-                "self_attention_control": ("BOOLEAN", {
-                    "default": True,
-                    "tooltip": "Mutual self-attention: the edited branch attends to the source branch's keys/values.",
-                }),
-                "sac_step": ("INT", {
-                    "default": SAC_STEP, "min": 0, "max": 1000,
-                    "tooltip": "Index in the full schedule of the first step under control (the paper's self-attention "
-                    "control step). Larger = the edit prompt shapes the structure more.",
-                }),
-                "sac_layer": ("INT", {
-                    "default": SAC_LAYER, "min": 0, "max": 64,
-                    "tooltip": "First self-attention layer under control (SD1.5 has 16; 10 = the last two decoder stages). "
-                    "Use the same value as start_layer in ReferenceLatentDenoise.",
-                }),
-            },
-            "optional": {
-                "edit_conditioning": ("CONDITIONING", {
-                    "tooltip": "The edit prompt for the edited branch (default: the state's source prompt). Kept in "
-                    "the state, so ReferenceLatentDenoise continues on it.",
-                }),
-            },
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=cls.NODE_ID, display_name=cls.NAME, category=CATEGORY,
+            description=(
+                "Denoises the state's source and edited branches with DDIM up to drag_step and returns the state "
+                "there, for a drag (the training-free self-attention drag, SPEC §3). The edited branch runs on the "
+                "edit prompt when one is connected; with self-attention control on, from sac_step on, its "
+                "self-attention in layers sac_layer… attends to the source branch's keys and values (keeps identity "
+                "and style). Guided like the state (a generated image from DDIMSample)."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="An SD1.x/2.x model (no LoRA needed)."),
+                DragState.Input("state", tooltip="From DDIMInvert with inversion_strength 1.0 (z_T), or DDIMSample with "
+                                "strength 1.0 (seed noise)."),
+                io.Int.Input("drag_step", default=DRAG_STEP, min=0, max=1000, tooltip=(
+                    "Stop here: the number of denoising steps of the full schedule done before the drag "
+                    "(the paper's drag update step; 10 of 50 → t = 781). Smaller = earlier, noisier, larger changes.")),
+                io.Boolean.Input("self_attention_control", default=True,
+                                 tooltip="Mutual self-attention: the edited branch attends to the source branch's keys/values."),
+                io.Int.Input("sac_step", default=SAC_STEP, min=0, max=1000, tooltip=(
+                    "Index in the full schedule of the first step under control (the paper's self-attention "
+                    "control step). Larger = the edit prompt shapes the structure more.")),
+                io.Int.Input("sac_layer", default=SAC_LAYER, min=0, max=64, tooltip=(
+                    "First self-attention layer under control (SD1.5 has 16; 10 = the last two decoder stages). "
+                    "Use the same value as start_layer in ReferenceLatentDenoise.")),
+                io.Conditioning.Input("edit_conditioning", optional=True, tooltip=(
+                    "The edit prompt for the edited branch (default: the state's source prompt). Kept in "
+                    "the state, so ReferenceLatentDenoise continues on it.")),
+            ],
+            outputs=[DragState.Output(display_name="state", tooltip="Both branches at step drag_step (and the edit prompt), for MotionSupervisionOptimize.")],
+        )
 
-    def denoise(self, model, state, drag_step, self_attention_control, sac_step, sac_layer, edit_conditioning=None):
-        node = self.NAME
+    @classmethod
+    def execute(cls, model, state, drag_step, self_attention_control, sac_step, sac_layer,
+                edit_conditioning=None) -> io.NodeOutput:
+        node = cls.NAME
         check_state(node, state)
         refuse_bottleneck(node, state)
         steps = state.schedule.num_steps
@@ -103,4 +93,4 @@ class DenoiseToStep:
                        progress_callback(max(total, 1)))
         log.info("%s: %d steps at batch %d, now at t = %d (mutual self-attention %s)", node, total,
                  1 if out.edited is None else 2, out.timestep, f"from step {sac_step}" if controlled else "off")
-        return (out,)
+        return io.NodeOutput(out)

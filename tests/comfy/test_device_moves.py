@@ -35,12 +35,12 @@ def test_a_lora_training_leaves_the_models_usable_by_comfyui_and_by_the_drag(min
         model, clip, vae = comfy.sd.load_checkpoint_guess_config(str(mini_checkpoint), output_vae=True,
                                                                  output_clip=True)[:3]
         cond = clip.encode_from_tokens_scheduled(clip.tokenize("a red square"))
-        lora_model, _ = IdentityLoRATrain().train(model, vae, image, cond, 1, 4, 5e-4, 1, 64, 0, "fp32", "off", "")
+        lora_model, _ = IdentityLoRATrain.execute(model, vae, image, cond, 1, 4, 5e-4, 1, 64, 0, "fp32", "off", "")
         latent = {"samples": vae.encode(image)}  # core VAE Encode, after the training moved the VAE
-        state, _ = DDIMInvert().invert(lora_model, latent, cond, 10, 0.7, False)
-        points, _ = DragPoints().place(image, POINTS)["result"]
-        dragged = MotionSupervisionOptimize().optimize(lora_model, state, points, 1, 0.01, 0.1, 1, 3, 0.1, "2", 42,
-                                                       "fp32")["result"][0]
-        (edited,) = ReferenceLatentDenoise().denoise(lora_model, dragged, True, 0, 10)
+        state, _ = DDIMInvert.execute(lora_model, latent, cond, 10, 0.7, False)
+        points, _ = DragPoints.execute(image, POINTS).result
+        dragged = MotionSupervisionOptimize.execute(lora_model, state, points, 1, 0.01, 0.1, 1, 3, 0.1, "2", 42,
+                                                       "fp32").result[0]
+        (edited,) = ReferenceLatentDenoise.execute(lora_model, dragged, True, 0, 10)
         decoded = vae.decode(edited["samples"])  # core VAE Decode
     assert torch.isfinite(decoded).all()

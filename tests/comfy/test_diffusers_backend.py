@@ -35,6 +35,27 @@ def twins(comfy):
     return DiffusersBackbone(unet), comfy_backbone
 
 
+@pytest.fixture(scope="module")
+def twins64(comfy):
+    """The twins in float64, for comparing training gradients. In fp32 the two backends' LoRA gradients on this
+    random-weight UNet differ by 0.3–0.5 % of the largest one on one machine and by 2 % on another (the CPU's
+    kernels), while the formulations agree (ComfyUI's merged and low-rank LoRA paths: 5e-7); in float64 they differ
+    by 7e-4 (what remains is the forward's difference: ComfyUI evaluates the UNet at the timestep it recovers from
+    σ, which moves one pass by 1e-4)."""
+    from dragkit.drag_core.diffusers_backbone import DiffusersBackbone
+    from dragkit.nodes.comfy_unet import ComfyBackbone
+
+    unet = diffusers_models.tiny_diffusers_unet()
+    model = diffusers_models.comfy_twin(unet)
+    unet.to(torch.float64)
+    net = model.model.diffusion_model
+    with torch.inference_mode(False):
+        for parameter in net.parameters():
+            parameter.data = parameter.data.clone().double()
+    net.dtype = torch.float64  # what ComfyUI casts the UNet's inputs to
+    return DiffusersBackbone(unet), ComfyBackbone(model, "Test")
+
+
 def _inputs(batch: int = 2):
     generator = torch.Generator().manual_seed(3)
     z = torch.randn(batch, 4, 16, 16, generator=generator)
@@ -192,18 +213,18 @@ def test_a_kohya_lora_patches_both_backends_alike_and_comes_out_again(twins):
     assert type(d.unet.get_submodule("mid_block.attentions.0.transformer_blocks.0.attn1.to_q")) is torch.nn.Linear
 
 
-def test_identity_lora_trains_the_same_in_both_backends(twins):
+def test_identity_lora_trains_the_same_in_both_backends(twins64):
     """Same initial factors (same generator, same module order), same crops, same loss and gradients, and
-    ComfyUI's kohya file and peft's carry the same keys."""
+    ComfyUI's kohya file and peft's carry the same keys (in float64: see twins64)."""
     from dragkit.drag_core.lora import LoRAConfig, train_identity_lora
     from dragkit.drag_core.peft_lora import attach_identity_lora, kohya_state_dict, remove_identity_lora
     from dragkit.nodes.comfy_lora import attach_lora, lora_model_dict, to_kohya
     from dragkit.nodes.comfy_unet import ComfyBackbone
 
-    d, c = twins
+    d, c = twins64
     config = LoRAConfig(rank=4, steps=1, batch_size=2, resolution=64, lr=1e-2)
-    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
-    _, context = _inputs(batch=1)
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2)).double()
+    context = _inputs(batch=1)[1].double()
 
     def encode(crops, generator):  # a fixed stand-in for the VAE: 8× average pooling, 3 → 4 channels
         pooled = torch.nn.functional.avg_pool2d(crops, 8)
@@ -214,12 +235,16 @@ def test_identity_lora_trains_the_same_in_both_backends(twins):
         deltas = attach_lora(comfy_backbone.patcher, config)
         start_comfy = to_kohya(c.patcher, lora_model_dict(deltas, config))
         parameters = [p for delta in deltas.values() for p in delta.parameters()]
+        for p in parameters:
+            p.data = p.data.double()
         comfy_backbone.load()
         comfy_run = train_identity_lora(lambda z, t, ctx: comfy_backbone(z, t, ctx).eps, parameters, encode, image,
                                         context, comfy_backbone.alphas_cumprod, config, comfy_backbone.device)
         trained_comfy = to_kohya(c.patcher, lora_model_dict(deltas, config))
 
         peft_parameters = attach_identity_lora(d.unet, config)
+        for p in peft_parameters:
+            p.data = p.data.double()
         try:
             start_peft = kohya_state_dict(d.unet, config)
             d.trainable = tuple(peft_parameters)
@@ -243,6 +268,5 @@ def test_identity_lora_trains_the_same_in_both_backends(twins):
     peft_grads = torch.cat([p.grad.reshape(-1) for p in peft_parameters])
     comfy_grads = torch.cat([p.grad.reshape(-1) for p in parameters])
     assert comfy_grads.abs().max() > 0
-    # Measured: 0.3–0.5 % of each factor's largest gradient, the same on every projection (not yet explained;
-    # the losses agree to 1e-4 and one UNet pass to 1e-4 / 1e-5).
-    assert (peft_grads - comfy_grads).abs().max() <= 1e-2 * comfy_grads.abs().max()
+    # Measured in float64: 7.4e-4 of the largest gradient (fp32: 0.5–2 %, depending on the CPU: see twins64).
+    assert (peft_grads - comfy_grads).abs().max() <= 3e-3 * comfy_grads.abs().max()

@@ -31,7 +31,7 @@ def inverted(tiny_model, comfy):
     _, invert, _, _ = _nodes()
     latent = {"samples": torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))}
     with torch.inference_mode():
-        state, _ = invert.invert(tiny_model, latent, comfy.conditioning(comfy.random_context()), 50, 0.7, False)
+        state, _ = invert.execute(tiny_model, latent, comfy.conditioning(comfy.random_context()), 50, 0.7, False)
     return state
 
 
@@ -41,7 +41,7 @@ def _drag(model, state, drag_points, iterations=6, **kw):
                 feature_blocks="2", seed=42, precision="auto")
     args.update(kw)
     with torch.inference_mode():  # as ComfyUI runs nodes
-        return optimize.optimize(model, state, drag_points, **args)
+        return optimize.execute(model, state, drag_points, **args)
 
 
 def test_the_drag_chain_edits_the_latent_and_leaves_inputs_untouched(tiny_model, inverted, image):
@@ -49,26 +49,26 @@ def test_the_drag_chain_edits_the_latent_and_leaves_inputs_untouched(tiny_model,
     mask = torch.zeros(1, 128, 128)
     mask[:, 16:96, 16:96] = 1
     with torch.inference_mode():
-        drag_points, used_mask = place.place(image, _points([([40, 40], [70, 52])]), mask)["result"]
+        drag_points, used_mask = place.execute(image, _points([([40, 40], [70, 52])]), mask).result
     assert torch.equal(used_mask, mask)
     weights = {k: v.clone() for k, v in tiny_model.model.state_dict().items()}
     options = copy.deepcopy(tiny_model.model_options)
     source = inverted.source.clone()
 
     out = _drag(tiny_model, inverted, drag_points)
-    state, tracked, preview = out["result"]
-    assert out["ui"]["images"][0]["type"] == "temp"
+    state, tracked, preview = out.result
+    assert out.ui["images"][0]["type"] == "temp"
     assert state.edited is not None and not torch.equal(state.edited, state.source)
     assert torch.equal(state.source, source) and inverted.edited is None  # the input state is unchanged
     assert len(tracked.trajectories) == 1 and len(tracked.trajectories[0]) == 6
-    summary = out["ui"]["drag"][0]  # what API users and the editor widget read
+    summary = out.ui["drag"][0]  # what API users and the editor widget read
     assert summary["iterations"] == 6 and summary["pairs"] == [{"handle": [40.0, 40.0], "target": [70.0, 52.0]}]
     assert summary["final_handles"] == [list(tracked.trajectories[0][-1])]
     assert summary["final_distance_px"] == pytest.approx(
         ((summary["final_handles"][0][0] - 70) ** 2 + (summary["final_handles"][0][1] - 52) ** 2) ** 0.5, abs=2.5)
     assert preview.shape == (1, 128, 128, 3)
     with torch.inference_mode():
-        (latent,) = denoise.denoise(tiny_model, state, True, 0, 10)
+        (latent,) = denoise.execute(tiny_model, state, True, 0, 10)
     assert latent["samples"].shape == (1, 4, 16, 16) and torch.isfinite(latent["samples"]).all()
     assert tiny_model.model_options == options
     assert all(torch.equal(v, weights[k]) for k, v in tiny_model.model.state_dict().items())
@@ -77,9 +77,9 @@ def test_the_drag_chain_edits_the_latent_and_leaves_inputs_untouched(tiny_model,
 def test_the_drag_is_deterministic_on_cpu(tiny_model, inverted, image):
     place, _, _, _ = _nodes()
     with torch.inference_mode():
-        drag_points, _ = place.place(image, _points([([40, 40], [70, 52])]))["result"]
-    first = _drag(tiny_model, inverted, drag_points, iterations=4)["result"][0].edited
-    second = _drag(tiny_model, inverted, drag_points, iterations=4)["result"][0].edited
+        drag_points, _ = place.execute(image, _points([([40, 40], [70, 52])])).result
+    first = _drag(tiny_model, inverted, drag_points, iterations=4).result[0].edited
+    second = _drag(tiny_model, inverted, drag_points, iterations=4).result[0].edited
     assert torch.equal(first, second)
 
 
@@ -88,14 +88,14 @@ def test_motion_anchor_is_optional_defaults_to_the_reference_and_changes_the_dra
     from dragkit.nodes.dragnoise_nodes import BottleneckOptimize
 
     for node in (MotionSupervisionOptimize, BottleneckOptimize):  # API graphs without it still validate
-        choices, options = node.INPUT_TYPES()["optional"]["motion_anchor"]
-        assert choices == ["current", "initial"] and options["default"] == "current"
+        kind, options = node.INPUT_TYPES()["optional"]["motion_anchor"]
+        assert kind == "COMBO" and options["options"] == ["current", "initial"] and options["default"] == "current"
     place, _, _, _ = _nodes()
     with torch.inference_mode():
-        drag_points, _ = place.place(image, _points([([40, 40], [70, 52])]))["result"]
-    plain = _drag(tiny_model, inverted, drag_points, iterations=4)["result"][0].edited
-    current = _drag(tiny_model, inverted, drag_points, iterations=4, motion_anchor="current")["result"][0].edited
-    initial = _drag(tiny_model, inverted, drag_points, iterations=4, motion_anchor="initial")["result"][0].edited
+        drag_points, _ = place.execute(image, _points([([40, 40], [70, 52])])).result
+    plain = _drag(tiny_model, inverted, drag_points, iterations=4).result[0].edited
+    current = _drag(tiny_model, inverted, drag_points, iterations=4, motion_anchor="current").result[0].edited
+    initial = _drag(tiny_model, inverted, drag_points, iterations=4, motion_anchor="initial").result[0].edited
     assert torch.equal(plain, current)
     from dragkit.nodes.errors import DragKitInputError
 
@@ -108,9 +108,9 @@ def test_motion_anchor_is_optional_defaults_to_the_reference_and_changes_the_dra
 def test_bf16_precision_runs_and_stays_close_to_fp32(tiny_model, inverted, image):
     place, _, _, _ = _nodes()
     with torch.inference_mode():
-        drag_points, _ = place.place(image, _points([([40, 40], [70, 52])]))["result"]
-    fp32 = _drag(tiny_model, inverted, drag_points, iterations=3, precision="fp32")["result"][0].edited
-    bf16 = _drag(tiny_model, inverted, drag_points, iterations=3, precision="bf16")["result"][0].edited
+        drag_points, _ = place.execute(image, _points([([40, 40], [70, 52])])).result
+    fp32 = _drag(tiny_model, inverted, drag_points, iterations=3, precision="fp32").result[0].edited
+    bf16 = _drag(tiny_model, inverted, drag_points, iterations=3, precision="bf16").result[0].edited
     assert torch.isfinite(bf16).all()
     step32, step16 = (fp32 - inverted.source).flatten(), (bf16 - inverted.source).flatten()
     cosine = torch.nn.functional.cosine_similarity(step32, step16, dim=0)
@@ -120,7 +120,7 @@ def test_bf16_precision_runs_and_stays_close_to_fp32(tiny_model, inverted, image
 def test_points_on_a_differently_sized_image_are_rescaled(image, comfy):
     place, _, _, _ = _nodes()
     with torch.inference_mode():
-        drag_points, _ = place.place(image, _points([([20, 20], [30, 25])], width=64, height=64))["result"]
+        drag_points, _ = place.execute(image, _points([([20, 20], [30, 25])], width=64, height=64)).result
     assert drag_points.points.pairs == (((40.0, 40.0), (60.0, 50.0)),)
 
 
@@ -129,7 +129,7 @@ def test_a_mask_of_another_size_is_resized_and_logged(image, comfy, caplog):
     small = torch.zeros(1, 32, 32)
     small[:, :16] = 1
     with caplog.at_level(logging.INFO), torch.inference_mode():
-        _, mask = place.place(image, _points([([40, 40], [70, 52])]), small)["result"]
+        _, mask = place.execute(image, _points([([40, 40], [70, 52])]), small).result
     assert mask.shape == (1, 128, 128) and mask[0, :64].all() and not mask[0, 64:].any()
     assert any("resizing the mask" in r.message for r in caplog.records)
 
@@ -143,7 +143,7 @@ def test_painted_and_input_masks_are_combined(image, comfy):
     given = torch.zeros(1, 128, 128)
     given[:, -10:] = 1
     with torch.inference_mode():
-        _, mask = place.place(image, _points([([40, 40], [70, 52])], mask=mask_to_rle(painted)), given)["result"]
+        _, mask = place.execute(image, _points([([40, 40], [70, 52])], mask=mask_to_rle(painted)), given).result
     assert mask.sum() == 2 * 10 * 128
 
 
@@ -163,7 +163,7 @@ def test_bad_points_are_clear_node_errors(image, comfy, text, match):
 
     place, _, _, _ = _nodes()
     with pytest.raises(DragKitInputError, match="DragKit DragPoints: input 'points': (?s:.*)" + match):
-        place.place(image, text)
+        place.execute(image, text)
 
 
 def test_bad_drag_settings_are_clear_node_errors(tiny_model, inverted, image):
@@ -171,10 +171,10 @@ def test_bad_drag_settings_are_clear_node_errors(tiny_model, inverted, image):
 
     place, _, _, _ = _nodes()
     with torch.inference_mode():
-        drag_points, _ = place.place(image, _points([([40, 40], [70, 52])]))["result"]
+        drag_points, _ = place.execute(image, _points([([40, 40], [70, 52])])).result
     with pytest.raises(DragKitInputError, match="MotionSupervisionOptimize: input 'feature_blocks'"):
         _drag(tiny_model, inverted, drag_points, feature_blocks="third")
     with pytest.raises(DragKitInputError, match="input 'feature_blocks'.*cannot be tapped"):
         _drag(tiny_model, inverted, drag_points, feature_blocks="3")
     with pytest.raises(DragKitInputError, match="DragPoints: input 'image'.*batch of 2"):
-        place.place(torch.rand(2, 128, 128, 3), _points([([40, 40], [70, 52])]))
+        place.execute(torch.rand(2, 128, 128, 3), _points([([40, 40], [70, 52])]))

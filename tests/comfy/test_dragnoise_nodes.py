@@ -18,7 +18,7 @@ def inverted(tiny_model, comfy):
 
     latent = {"samples": torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))}
     with torch.inference_mode():
-        state, _ = DDIMInvert().invert(tiny_model, latent, comfy.conditioning(comfy.random_context()), STEPS, 0.7, False)
+        state, _ = DDIMInvert.execute(tiny_model, latent, comfy.conditioning(comfy.random_context()), STEPS, 0.7, False)
     return state
 
 
@@ -28,7 +28,7 @@ def drag_points(comfy):
 
     image = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        return DragPoints().place(image, POINTS)["result"][0]
+        return DragPoints.execute(image, POINTS).result[0]
 
 
 def _optimize(model, state, drag_points, iterations=3, **kw):
@@ -38,14 +38,14 @@ def _optimize(model, state, drag_points, iterations=3, **kw):
                 mask_term_without_mask=False, seed=42, precision="auto")
     args.update(kw)
     with torch.inference_mode():
-        return BottleneckOptimize().optimize(model, state, drag_points, **args)
+        return BottleneckOptimize.execute(model, state, drag_points, **args)
 
 
 def _propagate(model, state, end_step=0):
     from dragkit.nodes.dragnoise_nodes import SemanticPropagationDenoise
 
     with torch.inference_mode():
-        return SemanticPropagationDenoise().denoise(model, state, end_step)[0]
+        return SemanticPropagationDenoise.execute(model, state, end_step)[0]
 
 
 def test_the_node_optimizes_h_and_leaves_z_t_and_the_model_bitwise_unchanged(tiny_model, inverted, drag_points):
@@ -53,11 +53,11 @@ def test_the_node_optimizes_h_and_leaves_z_t_and_the_model_bitwise_unchanged(tin
     options = copy.deepcopy(tiny_model.model_options)
     source = inverted.source.clone()
     out = _optimize(tiny_model, inverted, drag_points)
-    state, tracked, preview = out["result"]
+    state, tracked, preview = out.result
     assert torch.equal(state.source, source) and torch.equal(inverted.source, source)
     assert state.edited is None and inverted.bottleneck is None
     assert state.bottleneck.shape == (1, 64, 2, 2)  # the tiny UNet's middle-block output at a 16×16 latent
-    summary = out["ui"]["drag"][0]
+    summary = out.ui["drag"][0]
     assert summary["iterations"] == 3 and summary["unet_passes"] == 4  # one capture pass + one per iteration
     assert len(tracked.trajectories[0]) == 3 and preview.shape == (1, 128, 128, 3)
     assert tiny_model.model_options == options
@@ -65,8 +65,8 @@ def test_the_node_optimizes_h_and_leaves_z_t_and_the_model_bitwise_unchanged(tin
 
 
 def test_motion_anchor_reaches_the_bottleneck_drag(tiny_model, inverted, drag_points):
-    plain = _optimize(tiny_model, inverted, drag_points, iterations=4)["result"][0].bottleneck
-    initial = _optimize(tiny_model, inverted, drag_points, iterations=4, motion_anchor="initial")["result"][0].bottleneck
+    plain = _optimize(tiny_model, inverted, drag_points, iterations=4).result[0].bottleneck
+    initial = _optimize(tiny_model, inverted, drag_points, iterations=4, motion_anchor="initial").result[0].bottleneck
     assert torch.isfinite(initial).all() and not torch.equal(plain, initial)
     from dragkit.nodes.errors import DragKitInputError
 
@@ -142,9 +142,9 @@ def test_the_bottleneck_is_replaced_at_output_0_exactly_on_the_intended_steps(ti
 def test_propagation_without_replacement_is_plain_ddim_and_with_it_differs(tiny_model, inverted, drag_points):
     from dragkit.nodes.inversion_nodes import ReferenceLatentDenoise
 
-    state = _optimize(tiny_model, inverted, drag_points)["result"][0]
+    state = _optimize(tiny_model, inverted, drag_points).result[0]
     with torch.inference_mode():
-        (plain,) = ReferenceLatentDenoise().denoise(tiny_model, inverted, False, 0, 10)
+        (plain,) = ReferenceLatentDenoise.execute(tiny_model, inverted, False, 0, 10)
     torch.testing.assert_close(_propagate(tiny_model, state, STEPS)["samples"], plain["samples"])
     released = _propagate(tiny_model, state, 0)["samples"]
     paper = _propagate(tiny_model, state, 10)["samples"]
@@ -156,8 +156,8 @@ def test_dragnoise_on_a_generated_image_keeps_one_bottleneck_per_branch(tiny_mod
 
     cond, uncond = comfy.conditioning(comfy.random_context(1)), comfy.conditioning(comfy.random_context(2))
     with torch.inference_mode():
-        (state,) = DDIMSample().sample(tiny_model, cond, uncond, 42, STEPS, 7.5, 0.7, 128, 128)
-    edited = _optimize(tiny_model, state, drag_points, iterations=2)["result"][0]
+        (state,) = DDIMSample.execute(tiny_model, cond, uncond, 42, STEPS, 7.5, 0.7, 128, 128)
+    edited = _optimize(tiny_model, state, drag_points, iterations=2).result[0]
     assert edited.bottleneck.shape == (2, 64, 2, 2) and edited.guidance_scale == 7.5  # [unconditional; conditional]
     assert torch.isfinite(_propagate(tiny_model, edited)["samples"]).all()
 
@@ -171,7 +171,7 @@ def test_states_meet_the_right_denoiser(tiny_model, inverted, drag_points):
     state = replace(inverted, bottleneck=torch.zeros(1, 64, 2, 2))
     with pytest.raises(DragKitInputError, match="ReferenceLatentDenoise: input 'state'.*SemanticPropagationDenoise"):
         with torch.inference_mode():
-            ReferenceLatentDenoise().denoise(tiny_model, state, True, 0, 10)
+            ReferenceLatentDenoise.execute(tiny_model, state, True, 0, 10)
     with pytest.raises(DragKitInputError, match="input 'end_step'"):
         _propagate(tiny_model, state, STEPS + 1)
     with pytest.raises(DragKitInputError, match="BottleneckOptimize: input 'drag_points'"):

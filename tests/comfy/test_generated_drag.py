@@ -12,7 +12,7 @@ def _sample(model, comfy, **kw):
     args.update(kw)
     cond, uncond = comfy.conditioning(comfy.random_context(1)), comfy.conditioning(comfy.random_context(2))
     with torch.inference_mode():
-        return DDIMSample().sample(model, cond, uncond, **args)[0]
+        return DDIMSample.execute(model, cond, uncond, **args)[0]
 
 
 def test_generation_split_at_the_drag_step_equals_one_uninterrupted_generation(tiny_model, comfy):
@@ -24,7 +24,7 @@ def test_generation_split_at_the_drag_step_equals_one_uninterrupted_generation(t
     state = _sample(tiny_model, comfy)
     assert state.step_index == 6 and state.guidance_scale == 7.5 and state.uncond_context is not None
     with torch.inference_mode():
-        (image,) = ReferenceLatentDenoise().denoise(tiny_model, state, True, 0, 10)
+        (image,) = ReferenceLatentDenoise.execute(tiny_model, state, True, 0, 10)
     backbone = ComfyBackbone(tiny_model, "Test")
     backbone.load()
     noise = torch.randn((1, 4, 16, 16), generator=torch.Generator().manual_seed(42))
@@ -43,11 +43,11 @@ def test_the_generated_image_is_dragged_and_denoised_with_guidance(tiny_model, c
 
     points = Points((((40, 40), (70, 50)),), 128, 128).to_json()
     with torch.inference_mode():
-        drag_points, _ = DragPoints().place(torch.rand(1, 128, 128, 3), points)["result"]
-        edited, _, _ = MotionSupervisionOptimize().optimize(
-            tiny_model, state, drag_points, 3, 0.01, 0.1, 1, 3, 2.0, "2", 42, "auto")["result"]
-        (controlled,) = ReferenceLatentDenoise().denoise(tiny_model, edited, True, 0, 10)
-        (plain,) = ReferenceLatentDenoise().denoise(tiny_model, edited, False, 0, 10)
+        drag_points, _ = DragPoints.execute(torch.rand(1, 128, 128, 3), points).result
+        edited, _, _ = MotionSupervisionOptimize.execute(
+            tiny_model, state, drag_points, 3, 0.01, 0.1, 1, 3, 2.0, "2", 42, "auto").result
+        (controlled,) = ReferenceLatentDenoise.execute(tiny_model, edited, True, 0, 10)
+        (plain,) = ReferenceLatentDenoise.execute(tiny_model, edited, False, 0, 10)
     assert edited.guidance_scale == 7.5 and not torch.equal(edited.edited, state.source)
     assert torch.isfinite(controlled["samples"]).all()
     assert not torch.allclose(controlled["samples"], plain["samples"])  # the control acts under CFG too

@@ -24,7 +24,7 @@ def _drag(model, state, drag_points, **kw):
     from dragkit.nodes.gooddrag_nodes import AlternatingDragDenoise
 
     with torch.inference_mode():  # as ComfyUI runs nodes
-        return AlternatingDragDenoise().drag(model, state, drag_points, **_widgets(**kw))
+        return AlternatingDragDenoise.execute(model, state, drag_points, **_widgets(**kw))
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def drag_points(comfy):
     mask[:, 16:96, 16:96] = 1
     image = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        return DragPoints().place(image, Points(PAIR, 128, 128).to_json(), mask)["result"][0]
+        return DragPoints.execute(image, Points(PAIR, 128, 128).to_json(), mask).result[0]
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def inverted(tiny_model, comfy):
 
     latent = {"samples": torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))}
     with torch.inference_mode():
-        return DDIMInvert().invert(tiny_model, latent, comfy.conditioning(comfy.random_context()), 50, 0.75, False)[0]
+        return DDIMInvert.execute(tiny_model, latent, comfy.conditioning(comfy.random_context()), 50, 0.75, False)[0]
 
 
 def test_the_node_drags_and_denoises_to_a_latent_and_leaves_its_inputs_untouched(tiny_model, inverted, drag_points):
@@ -52,20 +52,20 @@ def test_the_node_drags_and_denoises_to_a_latent_and_leaves_its_inputs_untouched
     options = copy.deepcopy(tiny_model.model_options)
     source = inverted.source.clone()
     out = _drag(tiny_model, inverted, drag_points)
-    latent, tracked, preview = out["result"]
+    latent, tracked, preview = out.result
     assert latent["samples"].shape == (1, 4, 16, 16) and torch.isfinite(latent["samples"]).all()
-    summary = out["ui"]["drag"][0]  # what API users and the editor widget read
+    summary = out.ui["drag"][0]  # what API users and the editor widget read
     assert summary["iterations"] == len(tracked.trajectories[0]) and 1 <= summary["iterations"] <= 8
     assert summary["final_handles"] == [list(tracked.trajectories[0][-1])]
-    assert out["ui"]["images"][0]["type"] == "temp" and preview.shape == (1, 128, 128, 3)
+    assert out.ui["images"][0]["type"] == "temp" and preview.shape == (1, 128, 128, 3)
     assert torch.equal(inverted.source, source) and inverted.edited is None
     assert tiny_model.model_options == options
     assert all(torch.equal(v, weights[k]) for k, v in tiny_model.model.state_dict().items())
     # The drag changed the picture: not what the same chain gives without drag iterations.
-    undragged = _drag(tiny_model, inverted, drag_points, drag_end_step=0)["result"][0]
+    undragged = _drag(tiny_model, inverted, drag_points, drag_end_step=0).result[0]
     assert not torch.allclose(latent["samples"], undragged["samples"])
     # Deterministic on the CPU.
-    assert torch.equal(_drag(tiny_model, inverted, drag_points)["result"][0]["samples"], latent["samples"])
+    assert torch.equal(_drag(tiny_model, inverted, drag_points).result[0]["samples"], latent["samples"])
 
 
 @pytest.mark.parametrize("edited", [False, True])
@@ -77,13 +77,13 @@ def test_zero_drag_iterations_equal_reference_latent_denoise_bitwise(tiny_model,
         noise = torch.randn(state.source.shape, generator=torch.Generator().manual_seed(5))
         state = state.with_edit(state.source + 0.1 * noise)
     with torch.inference_mode():
-        (expected,) = ReferenceLatentDenoise().denoise(tiny_model, state, True, 0, 10)
+        (expected,) = ReferenceLatentDenoise.execute(tiny_model, state, True, 0, 10)
     for no_drag in (dict(drag_end_step=0), dict(track_per_step=0)):
-        latent = _drag(tiny_model, state, drag_points, **no_drag)["result"][0]
+        latent = _drag(tiny_model, state, drag_points, **no_drag).result[0]
         assert torch.equal(latent["samples"], expected["samples"])
     if edited:  # and the control is on: without it the result differs
         with torch.inference_mode():
-            (plain,) = ReferenceLatentDenoise().denoise(tiny_model, state, False, 0, 10)
+            (plain,) = ReferenceLatentDenoise.execute(tiny_model, state, False, 0, 10)
         assert not torch.equal(plain["samples"], expected["samples"])
 
 
@@ -92,10 +92,10 @@ def test_a_generated_image_is_dragged_with_guidance(tiny_model, comfy, drag_poin
 
     cond, uncond = comfy.conditioning(comfy.random_context(1)), comfy.conditioning(comfy.random_context(2))
     with torch.inference_mode():
-        state = DDIMSample().sample(tiny_model, cond, uncond, 42, 20, 7.5, 0.75, 128, 128)[0]
+        state = DDIMSample.execute(tiny_model, cond, uncond, 42, 20, 7.5, 0.75, 128, 128)[0]
     assert state.guidance_scale == 7.5
-    latent = _drag(tiny_model, state, drag_points)["result"][0]
-    undragged = _drag(tiny_model, state, drag_points, drag_end_step=0)["result"][0]
+    latent = _drag(tiny_model, state, drag_points).result[0]
+    undragged = _drag(tiny_model, state, drag_points, drag_end_step=0).result[0]
     assert torch.isfinite(latent["samples"]).all() and not torch.allclose(latent["samples"], undragged["samples"])
 
 

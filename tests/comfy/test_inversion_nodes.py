@@ -26,7 +26,7 @@ def test_one_inversion_step_equals_hand_computed_ddim(tiny_model, comfy, image_l
     invert, _ = _nodes()
     ctx = comfy.random_context()
     with torch.inference_mode():
-        state, _ = invert.invert(tiny_model, image_latent, comfy.conditioning(ctx), 50, 0.02, False)
+        state, _ = invert.execute(tiny_model, image_latent, comfy.conditioning(ctx), 50, 0.02, False)
     assert state.timestep == 1
     # Independent: ComfyUI's raw UNet on the VP latent at t = 1, the DDIM formula with float64 ᾱ.
     z0 = image_latent["samples"] * 0.18215
@@ -43,8 +43,8 @@ def test_invert_then_denoise_reconstructs(tiny_model, comfy, image_latent):
     invert, denoise = _nodes()
     cond = comfy.conditioning(comfy.random_context())
     with torch.inference_mode():
-        state, _ = invert.invert(tiny_model, image_latent, cond, 50, 0.7, False)
-        (out,) = denoise.denoise(tiny_model, state, True, 0, 10)
+        state, _ = invert.execute(tiny_model, image_latent, cond, 50, 0.7, False)
+        (out,) = denoise.execute(tiny_model, state, True, 0, 10)
     assert state.timestep == 681 and state.step_index == 15
     z0 = image_latent["samples"]
     noisy_in_vae_units = state.source / 0.18215
@@ -60,8 +60,8 @@ def test_noisy_latent_continues_in_core_ksampler_advanced(tiny_model, comfy, ima
     invert, denoise = _nodes()
     cond = comfy.conditioning(comfy.random_context())
     with torch.inference_mode():
-        state, noisy = invert.invert(tiny_model, image_latent, cond, 50, 0.7, False)
-        (ours,) = denoise.denoise(tiny_model, state, False, 0, 10)
+        state, noisy = invert.execute(tiny_model, image_latent, cond, 50, 0.7, False)
+        (ours,) = denoise.execute(tiny_model, state, False, 0, 10)
         (core,) = comfy_nodes.KSamplerAdvanced().sample(
             tiny_model, "disable", 0, 50, 1.0, "ddim", "ddim_uniform", cond, cond, noisy, 15, 10000, "disable"
         )
@@ -74,8 +74,8 @@ def test_the_input_model_and_latent_are_left_untouched(tiny_model, comfy, image_
     options = copy.deepcopy(tiny_model.model_options)
     latent_before = image_latent["samples"].clone()
     with torch.inference_mode():
-        state, _ = invert.invert(tiny_model, image_latent, comfy.conditioning(comfy.random_context()), 10, 0.5, False)
-        denoise.denoise(tiny_model, state.with_edit(state.source + 0.1), True, 0, 10)
+        state, _ = invert.execute(tiny_model, image_latent, comfy.conditioning(comfy.random_context()), 10, 0.5, False)
+        denoise.execute(tiny_model, state.with_edit(state.source + 0.1), True, 0, 10)
     assert tiny_model.model_options == options
     assert all(torch.equal(v, weights[k]) for k, v in tiny_model.model.state_dict().items())
     assert torch.equal(image_latent["samples"], latent_before)
@@ -103,7 +103,7 @@ def test_bad_input_names_node_and_input(tiny_model, comfy, image_latent, change,
     )
     kwargs.update(change)
     with pytest.raises(DragKitInputError, match="DragKit DDIMInvert: " + match):
-        invert.invert(**kwargs)
+        invert.execute(**kwargs)
 
 
 def test_denoise_refuses_a_start_layer_the_model_does_not_have(tiny_model, comfy, image_latent):
@@ -111,6 +111,6 @@ def test_denoise_refuses_a_start_layer_the_model_does_not_have(tiny_model, comfy
 
     invert, denoise = _nodes()
     with torch.inference_mode():
-        state, _ = invert.invert(tiny_model, image_latent, comfy.conditioning(comfy.random_context()), 10, 0.3, False)
+        state, _ = invert.execute(tiny_model, image_latent, comfy.conditioning(comfy.random_context()), 10, 0.3, False)
     with pytest.raises(DragKitInputError, match="ReferenceLatentDenoise: input 'start_layer'"):
-        denoise.denoise(tiny_model, state.with_edit(state.source), True, 0, 16)
+        denoise.execute(tiny_model, state.with_edit(state.source), True, 0, 16)

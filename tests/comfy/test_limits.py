@@ -22,7 +22,7 @@ def test_a_huge_declared_mask_is_refused_at_once_and_names_the_input(comfy, monk
     monkeypatch.setattr(points_module.RLEMask, "to_tensor", lambda self: pytest.fail("a mask was decoded"))
     started = time.monotonic()
     with pytest.raises(DragKitInputError, match=r"DragPoints: input 'points': .*8192"):
-        DragPoints().place(torch.rand(1, 64, 64, 3), value)
+        DragPoints.execute(torch.rand(1, 64, 64, 3), value)
     assert time.monotonic() - started < 1.0
 
 
@@ -32,7 +32,7 @@ def test_a_picture_beyond_the_side_limit_is_refused_saying_what_to_do(comfy):
 
     points = '{"version": 1, "width": 8, "height": 8193, "points": [{"handle": [1, 1], "target": [5, 5]}]}'
     with pytest.raises(DragKitInputError, match=r"DragPoints: input 'image': the image is 8×8193 px.*8192"):
-        DragPoints().place(torch.zeros(1, 8193, 8, 3), points)
+        DragPoints.execute(torch.zeros(1, 8193, 8, 3), points)
 
 
 def test_lora_settings_whose_latents_would_not_fit_are_refused_before_training(comfy, tiny_model):
@@ -42,5 +42,5 @@ def test_lora_settings_whose_latents_would_not_fit_are_refused_before_training(c
     cond = comfy.conditioning(comfy.random_context())
     with pytest.raises(DragKitInputError, match=r"IdentityLoRATrain: input 'steps': .* GiB of encoded latents"):
         with torch.inference_mode():
-            IdentityLoRATrain().train(tiny_model, None, torch.rand(1, 64, 64, 3), cond, 10000, 4, 5e-4, 64, 2048, 0,
+            IdentityLoRATrain.execute(tiny_model, None, torch.rand(1, 64, 64, 3), cond, 10000, 4, 5e-4, 64, 2048, 0,
                                       "fp32", "off", "")

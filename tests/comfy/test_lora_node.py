@@ -41,7 +41,7 @@ def _train(mini, **kw):
                 save_name="")
     args.update(kw)
     with torch.inference_mode():
-        return IdentityLoRATrain().train(mini.model, mini.vae, image, mini.cond, **args)
+        return IdentityLoRATrain.execute(mini.model, mini.vae, image, mini.cond, **args)
 
 
 def test_full_sd15_shapes_give_3188736_parameters_without_allocating(comfy):

@@ -22,7 +22,7 @@ def z_T(tiny_model, prompts):
 
     latent = {"samples": torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))}
     with torch.inference_mode():
-        state, _ = DDIMInvert().invert(tiny_model, latent, prompts[0], STEPS, 1.0, True)
+        state, _ = DDIMInvert.execute(tiny_model, latent, prompts[0], STEPS, 1.0, True)
     assert state.step_index == 0
     return state
 
@@ -31,14 +31,14 @@ def _to_step(model, state, edit=None, control=True, drag_step=DRAG_STEP, sac_ste
     from dragkit.nodes.sacdrag_nodes import DenoiseToStep
 
     with torch.inference_mode():
-        return DenoiseToStep().denoise(model, state, drag_step, control, sac_step, sac_layer, edit)[0]
+        return DenoiseToStep.execute(model, state, drag_step, control, sac_step, sac_layer, edit)[0]
 
 
 def _finish(model, state, control=True, start_layer=10):
     from dragkit.nodes.inversion_nodes import ReferenceLatentDenoise
 
     with torch.inference_mode():
-        return ReferenceLatentDenoise().denoise(model, state, control, 0, start_layer)[0]["samples"]
+        return ReferenceLatentDenoise.execute(model, state, control, 0, start_layer)[0]["samples"]
 
 
 def test_mutual_attention_starts_exactly_at_sac_step(tiny_model, z_T, prompts, monkeypatch):
@@ -89,9 +89,9 @@ def test_the_full_training_free_chain_drags_the_edited_branch(tiny_model, z_T, p
     image = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(0))
     at_drag = _to_step(tiny_model, z_T, edit=prompts[1])
     with torch.inference_mode():
-        drag_points, _ = DragPoints().place(image, POINTS)["result"]
-        dragged = MotionSupervisionOptimize().optimize(
-            tiny_model, at_drag, drag_points, 2, 0.01, 0.1, 1, 3, 2.0, "2", 42, "auto")["result"][0]
+        drag_points, _ = DragPoints.execute(image, POINTS).result
+        dragged = MotionSupervisionOptimize.execute(
+            tiny_model, at_drag, drag_points, 2, 0.01, 0.1, 1, 3, 2.0, "2", 42, "auto").result[0]
     assert torch.equal(dragged.source, at_drag.source) and not torch.equal(dragged.edited, at_drag.edited)
     controlled, free = _finish(tiny_model, dragged), _finish(tiny_model, dragged, control=False)
     assert torch.isfinite(controlled).all() and not torch.allclose(controlled, free)
@@ -101,7 +101,7 @@ def test_a_generated_image_from_seed_noise_with_source_and_edit_prompts(tiny_mod
     from dragkit.nodes.inversion_nodes import DDIMSample
 
     with torch.inference_mode():
-        (noise,) = DDIMSample().sample(tiny_model, prompts[0], prompts[1], 42, STEPS, 7.5, 1.0, 128, 128)
+        (noise,) = DDIMSample.execute(tiny_model, prompts[0], prompts[1], 42, STEPS, 7.5, 1.0, 128, 128)
     assert noise.step_index == 0 and noise.guidance_scale == 7.5
     edit = [[torch.randn(1, 154, 768, generator=torch.Generator().manual_seed(5)), {}]]  # a longer edit prompt
     state = _to_step(tiny_model, noise, edit=edit)
@@ -115,7 +115,7 @@ def test_clear_errors(tiny_model, comfy, prompts):
 
     latent = {"samples": torch.randn(1, 4, 16, 16)}
     with torch.inference_mode():
-        partial, _ = DDIMInvert().invert(tiny_model, latent, prompts[0], STEPS, 0.7, False)
+        partial, _ = DDIMInvert.execute(tiny_model, latent, prompts[0], STEPS, 0.7, False)
     with pytest.raises(DragKitInputError, match="DenoiseToStep: input 'drag_step'.*inversion_strength 1.0"):
         _to_step(tiny_model, partial, drag_step=1)
     with pytest.raises(DragKitInputError, match=r"DenoiseToStep: input 'sac_layer': must be in \[0, 15\]"):

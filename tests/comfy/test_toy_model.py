@@ -111,10 +111,10 @@ def test_a_missing_or_damaged_toy_model_file_is_a_clear_error_from_the_loader(co
 
     monkeypatch.setattr(toy_model, "TOY_WEIGHTS", tmp_path / "dragkit_toy.safetensors")
     with pytest.raises(DragKitNodeError, match=r"ToyModelLoader: the bundled toy model is missing .*train_toy\.py"):
-        toy_model.ToyModelLoader().load()
+        toy_model.ToyModelLoader.execute()
     (tmp_path / "dragkit_toy.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")  # not the model
     with pytest.raises(DragKitNodeError, match=r"ToyModelLoader: the bundled toy model .* cannot be read"):
-        toy_model.ToyModelLoader().load()
+        toy_model.ToyModelLoader.execute()
 
 
 @pytest.mark.slow

@@ -47,9 +47,9 @@ def test_the_node_warps_the_painted_region_like_the_core_and_leaves_its_inputs_a
     image = _image()
     kept = image.clone()
     with torch.inference_mode():
-        drag_points, _ = place.place(image, _points())["result"]
-        out = warp.warp(image, drag_points, 5, "inverse_distance", "nearest")
-    warped, mask, preview = out["result"]
+        drag_points, _ = place.execute(image, _points()).result
+        out = warp.execute(image, drag_points, 5, "inverse_distance", "nearest")
+    warped, mask, preview = out.result
     region = torch.zeros(64, 64)
     region[14:27, 14:27] = 1
     expected = core_warp(image[0], region, [((20.0, 20.0), (30.0, 26.0))])
@@ -57,9 +57,9 @@ def test_the_node_warps_the_painted_region_like_the_core_and_leaves_its_inputs_a
     assert torch.equal(mask[0], expected.inpaint_mask.float())
     assert warped.shape == (1, 64, 64, 3) and mask.shape == (1, 64, 64) and preview.shape == (1, 64, 64, 3)
     assert torch.equal(image, kept)
-    summary = out["ui"]["drag"][0]
+    summary = out.ui["drag"][0]
     assert summary["method"] == "region_warp" and summary["final_handles"] == [[30.0, 26.0]]
-    assert summary["moved_pixels"] == 13 * 13 and out["ui"]["images"]
+    assert summary["moved_pixels"] == 13 * 13 and out.ui["images"]
     json.dumps(summary)  # reaches /history and the editor
 
 
@@ -67,16 +67,15 @@ def test_a_region_mask_input_adds_to_the_painted_one_and_points_follow_the_image
     place, warp = nodes
     small = _image(1, 32)
     with torch.inference_mode():
-        drag_points, _ = place.place(small, _points(mask_box=None, pairs=(((10, 10), (20, 10)),), width=32, height=32))[
-            "result"]
+        drag_points, _ = place.execute(small, _points(mask_box=None, pairs=(((10, 10), (20, 10)),), width=32, height=32)).result
         region = torch.zeros(1, 32, 32)
         region[0, 6:14, 6:14] = 1  # only the MASK input paints: the region comes from it
-        warped, mask, _ = warp.warp(small, drag_points, 0, "inverse_distance", "nearest", region=region)["result"]
+        warped, mask, _ = warp.execute(small, drag_points, 0, "inverse_distance", "nearest", region=region).result
         assert torch.equal(warped[0, 6:14, 16:24], small[0, 6:14, 6:14])
         # The same points on a picture twice the size: pairs and region are rescaled to it.
         big = torch.nn.functional.interpolate(small.movedim(-1, 1), scale_factor=2, mode="nearest").movedim(1, -1)
-        warped2, _, _ = warp.warp(big, drag_points, 0, "inverse_distance", "nearest",
-                                  region=torch.nn.functional.interpolate(region[None], scale_factor=2)[0])["result"]
+        warped2, _, _ = warp.execute(big, drag_points, 0, "inverse_distance", "nearest",
+                                  region=torch.nn.functional.interpolate(region[None], scale_factor=2)[0]).result
         assert torch.equal(warped2[0, 12:28, 32:48], big[0, 12:28, 12:28])
 
 
@@ -86,19 +85,19 @@ def test_clear_errors_name_the_node_and_the_input(nodes):
     place, warp = nodes
     image = _image()
     with torch.inference_mode():
-        unpainted, _ = place.place(image, _points(mask_box=None))["result"]
+        unpainted, _ = place.execute(image, _points(mask_box=None)).result
         with pytest.raises(DragKitInputError, match="RegionWarp: input 'drag_points'.*empty.*Region mode"):
-            warp.warp(image, unpainted, 5, "inverse_distance", "nearest")
-        off, _ = place.place(image, _points(pairs=(((20, 20), (30, 26)), ((50, 50), (55, 55)))))["result"]
+            warp.execute(image, unpainted, 5, "inverse_distance", "nearest")
+        off, _ = place.execute(image, _points(pairs=(((20, 20), (30, 26)), ((50, 50), (55, 55))))).result
         with pytest.raises(DragKitInputError, match="input 'drag_points'.*pair 2: handle \\(50, 50\\)"):
-            warp.warp(image, off, 5, "inverse_distance", "nearest")
-        drag_points, _ = place.place(image, _points())["result"]
+            warp.execute(image, off, 5, "inverse_distance", "nearest")
+        drag_points, _ = place.execute(image, _points()).result
         with pytest.raises(DragKitInputError, match="input 'image'.*batch of 2"):
-            warp.warp(torch.cat([image, image]), drag_points, 5, "inverse_distance", "nearest")
+            warp.execute(torch.cat([image, image]), drag_points, 5, "inverse_distance", "nearest")
         with pytest.raises(DragKitInputError, match="input 'motion'"):
-            warp.warp(image, drag_points, 5, "spline", "nearest")
+            warp.execute(image, drag_points, 5, "spline", "nearest")
         with pytest.raises(DragKitInputError, match="input 'drag_points'.*DRAG_POINTS"):
-            warp.warp(image, "not points", 5, "inverse_distance", "nearest")
+            warp.execute(image, "not points", 5, "inverse_distance", "nearest")
 
 
 @pytest.fixture(scope="module")

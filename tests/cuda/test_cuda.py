@@ -27,14 +27,14 @@ def _chain(mini, precision: str = "auto", iterations: int = 2):
     outputs = {}
     with torch.inference_mode():
         cond = clip.encode_from_tokens_scheduled(clip.tokenize("a red square"))
-        outputs["points"], _ = DragPoints().place(image, points)["result"]
+        outputs["points"], _ = DragPoints.execute(image, points).result
         outputs["latent"] = {"samples": vae.encode(image)}
-        outputs["state"], outputs["noisy"] = DDIMInvert().invert(model, outputs["latent"], cond, 10, 0.7, False)
-        drag = MotionSupervisionOptimize().optimize(model, outputs["state"], outputs["points"], iterations, 0.01, 0.1,
+        outputs["state"], outputs["noisy"] = DDIMInvert.execute(model, outputs["latent"], cond, 10, 0.7, False)
+        drag = MotionSupervisionOptimize.execute(model, outputs["state"], outputs["points"], iterations, 0.01, 0.1,
                                                     1, 3, 0.1, "2", 42, precision)
-        outputs["dragged"], outputs["tracked"], outputs["preview"] = drag["result"]
-        outputs["summary"] = drag["ui"]["drag"][0]
-        (outputs["edited"],) = ReferenceLatentDenoise().denoise(model, outputs["dragged"], True, 0, 10)
+        outputs["dragged"], outputs["tracked"], outputs["preview"] = drag.result
+        outputs["summary"] = drag.ui["drag"][0]
+        (outputs["edited"],) = ReferenceLatentDenoise.execute(model, outputs["dragged"], True, 0, 10)
     return outputs
 
 
@@ -106,7 +106,7 @@ def test_identity_lora_trains_in_fp16_without_nan_and_its_file_loads_in_fp32(min
     image, _ = _inputs(model)
     with torch.inference_mode():
         cond = clip.encode_from_tokens_scheduled(clip.tokenize("a red square"))
-        _, lora = IdentityLoRATrain().train(model, vae, image, cond, 4, 4, 5e-4, 1, 64, 0, "fp16", "off", "")
+        _, lora = IdentityLoRATrain.execute(model, vae, image, cond, 4, 4, 5e-4, 1, 64, 0, "fp16", "off", "")
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in lora.values())
     path = tmp_path / "lora.safetensors"
     comfy.utils.save_torch_file(lora, str(path))

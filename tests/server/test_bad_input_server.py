@@ -1,5 +1,6 @@
 """Bad values a client can post, for DragKit's node inputs, through a real server (issue 19): each is refused
-before running (HTTP 400 with ``node_errors``) or fails its node with a message naming the node and the input —
+before running (HTTP 400 with ``node_errors``: ComfyUI's own range and type checks, and the nodes' validate_inputs for
+what can be judged from the widget alone: the points text, feature_blocks, save_name) or fails its node with a message naming the node and the input —
 never a crash, a hang or a huge allocation — and the server then still runs a valid prompt.
 
 CASES use DragDiffusion with the identity LoRA on the random "mini" checkpoint (scripts/comfy_client.py:
@@ -33,12 +34,12 @@ NAN = float("nan")
 
 # (node, input, bad value, "refused" = HTTP 400 naming the input | "fails" = an execution error, text it must hold)
 CASES = [
-    ("9", "points", "", "fails", "DragPoints: input 'points': no drag points"),
-    ("9", "points", "{not json", "fails", "DragPoints: input 'points': drag points are not valid JSON"),
-    ("9", "points", HUGE_MASK, "fails", "DragPoints: input 'points': mask: 100000×100000 pixels is larger than DragKit's limit of 8192"),
-    ("9", "points", MANY_PAIRS, "fails", "DragPoints: input 'points': drag points: 65 handle→target pairs, more than the limit of 64"),
-    ("9", "points", POINTS.replace("52, 64]", "NaN, 64]"), "fails", "DragPoints: input 'points'"),
-    ("9", "points", POINTS.replace("52, 64]", "900, 64]"), "fails", "DragPoints: input 'points': "),
+    ("9", "points", "", "refused", "DragPoints: input 'points': no drag points"),
+    ("9", "points", "{not json", "refused", "DragPoints: input 'points': drag points are not valid JSON"),
+    ("9", "points", HUGE_MASK, "refused", "DragPoints: input 'points': mask: 100000×100000 pixels is larger than DragKit's limit of 8192"),
+    ("9", "points", MANY_PAIRS, "refused", "DragPoints: input 'points': drag points: 65 handle→target pairs, more than the limit of 64"),
+    ("9", "points", POINTS.replace("52, 64]", "NaN, 64]"), "refused", "DragPoints: input 'points'"),
+    ("9", "points", POINTS.replace("52, 64]", "900, 64]"), "refused", "DragPoints: input 'points': "),
     ("9", "image", ["3", 0], "refused", "image"),  # a LATENT where an IMAGE goes
     ("5", "steps", 0, "refused", "steps"),
     ("5", "steps", 10**9, "refused", "steps"),
@@ -50,12 +51,12 @@ CASES = [
     ("10", "lr", NAN, "fails", "MotionSupervisionOptimize: input 'lr': must be a finite number"),
     ("10", "stop_distance", float("inf"), "refused", "stop_distance"),
     ("10", "feature_blocks", "9", "fails", "MotionSupervisionOptimize: input 'feature_blocks'"),
-    ("10", "feature_blocks", "2," * 5000, "fails", "MotionSupervisionOptimize: input 'feature_blocks'"),
+    ("10", "feature_blocks", "2," * 5000, "refused", "MotionSupervisionOptimize: input 'feature_blocks'"),
     ("10", "precision", "fp8", "refused", "precision"),
     ("10", "state", ["9", 0], "refused", "state"),  # DRAG_POINTS where a DRAG_STATE goes
     ("6", "start_layer", 64, "fails", "ReferenceLatentDenoise: input 'start_layer'"),
     ("12", "lr", NAN, "fails", "IdentityLoRATrain: input 'lr': must be a finite number"),
-    ("12", "save_name", "../../escape", "fails", "IdentityLoRATrain: input 'save_name'"),
+    ("12", "save_name", "../../escape", "refused", "IdentityLoRATrain: input 'save_name'"),
     ("12", "steps", 10000, "fails", "IdentityLoRATrain: input 'steps'"),  # × batch 64 at 2048 px below: > 2 GiB
 ]
 
@@ -96,7 +97,7 @@ GRAPHS = {
 # The other methods' nodes: (graph, node, input, bad value, outcome, text); input None = the graph as it is.
 OTHER_CASES = [
     ("dragnoise", "10", "lr", NAN, "fails", "BottleneckOptimize: input 'lr': must be a finite number"),
-    ("dragnoise", "10", "feature_blocks", "2,2", "fails", "BottleneckOptimize: input 'feature_blocks'"),
+    ("dragnoise", "10", "feature_blocks", "2,2", "refused", "BottleneckOptimize: input 'feature_blocks'"),
     ("dragnoise", "6", "end_step", -1, "refused", "end_step"),
     ("dragnoise", "6", "state", ["5", 0], "fails", "SemanticPropagationDenoise: input 'state': the state holds no"),
     ("dragnoise state into ReferenceLatentDenoise", "6", None, None, "fails",
@@ -129,7 +130,7 @@ def _check(client, graph: dict, node: str, outcome: str, text: str) -> None:
     if outcome == "refused":
         # 400, or 200 when the graph's other outputs are valid: ComfyUI then queues those and names the node
         node_errors = answer.get("node_errors", {})
-        assert node in node_errors and text in json.dumps(node_errors[node]), answer
+        assert node in node_errors and text in json.dumps(node_errors[node], ensure_ascii=False), answer
         if status == 200:
             client.wait(answer["prompt_id"], timeout=300)
         else:

@@ -19,13 +19,16 @@ def test_the_drag_graph_runs_and_shows_the_preview(client):
 
 
 def test_a_bad_points_value_is_a_clear_error_through_the_api(client):
+    """Refused before anything runs (DragPoints' validate_inputs): an HTTP 400 naming the node and the input."""
     bad = json.loads(POINTS)
     bad["points"][0]["target"] = [500, 55]  # outside the 128 px picture
-    entry = client.run(drag_graph(json.dumps(bad)))
-    assert entry["status"]["status_str"] == "error"
-    (error,) = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
-    assert error["node_type"] == "DragKitDragPoints"
-    assert "input 'points'" in error["exception_message"] and "outside" in error["exception_message"]
+    graph = drag_graph(json.dumps(bad))
+    status, answer = client.post_prompt(graph)
+    assert status == 400, answer
+    (node_id,) = [k for k, v in graph.items() if v["class_type"] == "DragKitDragPoints"]
+    (error,) = answer["node_errors"][node_id]["errors"]
+    assert error["type"] == "custom_validation_failed" and error["extra_info"]["input_name"] == "points"
+    assert "DragKit DragPoints: input 'points'" in error["details"] and "outside" in error["details"]
 
 
 def test_interrupt_mid_optimization_stops_it_and_the_server_serves_the_next_prompt(client):

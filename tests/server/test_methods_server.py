@@ -56,8 +56,9 @@ def test_the_gooddrag_graph_runs_with_progress_through_drag_and_denoising(client
 
 
 def test_a_bad_gooddrag_setting_is_a_clear_error_through_the_api(client):
-    entry = client.run(gooddrag_graph(POINTS, feature_blocks="nine"))
-    assert entry["status"]["status_str"] == "error"
-    (error,) = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
-    assert error["node_type"] == "DragKitAlternatingDragDenoise"
-    assert "input 'feature_blocks'" in error["exception_message"]
+    """Refused before the graph runs (validate_inputs): an HTTP 400 naming the node and the input."""
+    status, answer = client.post_prompt(gooddrag_graph(POINTS, feature_blocks="nine"))
+    assert status == 400, answer
+    errors = answer["node_errors"]["10"]
+    assert errors["class_type"] == "DragKitAlternatingDragDenoise"
+    assert any("DragKit AlternatingDragDenoise: input 'feature_blocks'" in e["details"] for e in errors["errors"])

@@ -25,6 +25,7 @@ def parse_node_points(node: str, points: str) -> Points:
     except PointsError as e:
         raise DragKitInputError(node, "points", str(e)) from None
 
+
 class DragPoints(io.ComfyNode):
     NODE_ID = "DragKitDragPoints"
     NAME = "DragPoints"

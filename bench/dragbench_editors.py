@@ -137,8 +137,7 @@ def comfyui_editor(method: str, model: str | None, options: dict[str, Any]):
                                            spec.first_step_correction)
             if method == "sacdrag":
                 (state,) = DenoiseToStep.execute(model_in, state, DRAG_STEP, True, SAC_STEP, 10)
-            result = node.execute(model_in, state, drag_points, **widgets) if method == "gooddrag" else \
-                node.execute(model_in, state, drag_points, **widgets)
+            result = node.execute(model_in, state, drag_points, **widgets)
             out = result.result[0]
             if method == "dragnoise":
                 (out,) = SemanticPropagationDenoise.execute(model_in, out, 0)

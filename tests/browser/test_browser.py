@@ -23,7 +23,10 @@ import comfy_client
 import comfy_server
 from dragkit.drag_core.points import parse_points
 
-PINNED_FRONTEND = "1.32.9"  # ComfyUI 0.3.75's requirements.txt
+# The frontend ComfyUI 0.3.75 pins, as scripts/requirements-runtime.txt installs it.
+PINNED_FRONTEND = next(line.split("==")[1].strip() for line in
+                       (Path(__file__).resolve().parents[2] / "scripts" / "requirements-runtime.txt").read_text().splitlines()
+                       if line.startswith("comfyui-frontend-package=="))
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import reprlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,9 +143,10 @@ class DragPoints:
     mask: RLEMask | None = field(default=None)
 
     def __post_init__(self) -> None:
-        # Normalize to tuples of floats so equality and JSON round trips do not depend on the caller's types.
+        # Normalize to tuples of floats so equality and JSON round trips do not depend on the caller's types;
+        # only numbers are coordinates (float() would also take "12", and a string is a sequence of characters).
         try:
-            pairs = tuple(((float(h[0]), float(h[1])), (float(t[0]), float(t[1]))) for h, t in self.pairs)
+            pairs = tuple((_point(h), _point(t)) for h, t in self.pairs)
         except (TypeError, ValueError, IndexError, KeyError, OverflowError):
             raise PointsError(
                 f"drag points: pairs must be ((hx, hy), (tx, ty)) finite numbers, got {_brief(self.pairs)}"
@@ -373,6 +375,15 @@ def _brief(value: Any) -> str:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _point(p: Any) -> Point:
+    """(x, y) as floats from a two-item sequence of real numbers; TypeError/ValueError otherwise."""
+    if isinstance(p, (str, bytes, bytearray)) or len(p) != 2:
+        raise ValueError("a point is two numbers")
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in p):
+        raise TypeError("coordinates must be numbers")
+    return (float(p[0]), float(p[1]))
 
 
 def _is_number(v: Any) -> bool:

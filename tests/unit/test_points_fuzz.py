@@ -320,6 +320,21 @@ def test_constructor_refuses_non_finite(bad):
         DragPoints((((1, 1), (2, bad)),), 8, 8)
 
 
+@pytest.mark.parametrize("target", [(2, "2"), (2, b"2"), (2, True), (2, None), (2, [2]), "12", b"12", (1, 2, 3),
+                                    {"x": 1, "y": 2}, 2])
+def test_constructor_refuses_what_is_not_a_number(target):
+    # float() takes "2" and True, and a two-character string would pass as a point of two digits.
+    with pytest.raises(PointsError, match=r"pairs must be \(\(hx, hy\), \(tx, ty\)\) finite numbers"):
+        DragPoints((((1, 1), target),), 8, 8)
+
+
+def test_constructor_takes_numpy_numbers():
+    import numpy as np
+
+    pts = DragPoints((((np.int64(1), np.float32(1.5)), (np.float64(2), 3)),), 8, 8)
+    assert pts.pairs == (((1.0, 1.5), (2.0, 3.0)),) and all(type(v) is float for p in pts.pairs[0] for v in p)
+
+
 def test_over_long_text_refused_before_parsing():
     text = _doc()
     padded = text[:-1] + " " * (MAX_POINTS_JSON - len(text)) + "}"

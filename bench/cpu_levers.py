@@ -1,6 +1,7 @@
 """CPU levers for issue 18's speed targets: do they make DragKit's UNet gradient passes faster on this CPU?
 
     .venv/bin/python bench/cpu_levers.py [--size 256] [--repeats 4] [--bf16-repeats 1] [--json out.json]
+    .venv/bin/python bench/cpu_levers.py --profile     # where a default drag iteration's time goes, then exit
 
 On the full-size random SD1.5 (the checkpoint ``bench/speed.py`` makes), through DragKit's own ``ComfyBackbone``
 (weights frozen, gradient w.r.t. the input only), two passes are timed:
@@ -60,6 +61,18 @@ def timed(fn: Callable[[str], torch.Tensor], name: str) -> tuple[float, torch.Te
         return time.perf_counter() - started, grad.float()
 
 
+def profile_table(drag: Callable[[str], torch.Tensor]) -> str:
+    """Self CPU time per operator over two default drag passes, after one untimed pass."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(False), torch.enable_grad():
+        drag("default")
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            drag("default")
+            drag("default")
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,6 +80,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4, help="timed rounds of each variant")
     parser.add_argument("--bf16-repeats", type=int, default=1, help="timed bf16 drag passes (0 = skip)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", action="store_true",
+                        help="profile two default drag passes (torch.profiler, CPU time per operator) and exit")
     args = parser.parse_args()
     comfyenv.setup()
     import comfy.sd
@@ -103,6 +118,9 @@ def main() -> None:
         out = backbone(z, torch.tensor([100, 300, 500, 700]), context)
         return torch.autograd.grad((out.eps**2).mean(), z)[0]
 
+    if args.profile:
+        print(profile_table(drag))
+        return
     results: dict = {"command": " ".join(sys.argv), "size": args.size, "threads": torch.get_num_threads(),
                      "torch": torch.__version__, "passes": {}}
     with torch.inference_mode(False), torch.enable_grad():

@@ -44,11 +44,13 @@ VARIANTS = ("default", "channels_last", "flush_denormal")
 
 @contextlib.contextmanager
 def variant_context(name: str):
-    """The process-wide setting a variant needs, restored afterwards."""
+    """The process-wide setting a variant needs, restored afterwards; bf16 is the drag's own autocast."""
+    from dragkit.drag_core.precision import autocast_for
+
     if name == "flush_denormal":
         torch.set_flush_denormal(True)
     try:
-        with torch.autocast("cpu", dtype=torch.bfloat16) if name == "bf16" else contextlib.nullcontext():
+        with autocast_for(torch.device("cpu"), "bf16" if name == "bf16" else "fp32")():
             yield
     finally:
         torch.set_flush_denormal(False)
